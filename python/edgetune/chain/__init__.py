@@ -1,0 +1,1 @@
+"""chain: compile the contracts, run local chains, connect and send transactions."""
