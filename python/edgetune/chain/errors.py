@@ -1,6 +1,8 @@
 """Errors of the chain subpackage. Each message is one line naming the cause (a file:line, a URL,
 a revert name), so the CLI and the agent loop can print it without a traceback."""
 
+from typing import Any
+
 from edgetune.errors import EdgetuneError
 
 
@@ -29,8 +31,18 @@ class KeyNotConfigured(ChainError):
 
 
 class TransactionReverted(ChainError):
-    """A transaction was mined but reverted; `error` names the custom error when it is known."""
+    """A transaction reverted (at gas estimation, so nothing was sent, or on chain).
 
-    def __init__(self, tx_hash: str, error: str, data: bytes) -> None:
-        super().__init__(f"transaction {tx_hash} reverted: {error}")
-        self.tx_hash, self.error, self.data = tx_hash, error, data
+    `error` names the decoded custom error (`Error`/`Panic` for the built-in ones) and `values`
+    holds its arguments, so the contract client can map it to its own exception class; `data` is
+    the raw revert data."""
+
+    def __init__(
+        self, tx_hash: str | None, error: str, data: bytes, values: dict[str, Any] | None = None
+    ) -> None:
+        where = f"transaction {tx_hash}" if tx_hash else "transaction (at gas estimation)"
+        shown = (
+            "" if values is None else "(" + ", ".join(f"{k}={v!r}" for k, v in values.items()) + ")"
+        )
+        super().__init__(f"{where} reverted: {error}{shown}")
+        self.tx_hash, self.error, self.data, self.values = tx_hash, error, data, values or {}
