@@ -123,3 +123,18 @@ def test_players_must_be_distinct_integers() -> None:
         shapley_values([0, 1, 1], lambda s: 1.0)
     with pytest.raises(PlayersError, match="integers"):
         shapley_values([0, "a"], lambda s: 1.0)
+
+
+def test_guided_sampling_lets_every_player_lead_once_per_cycle() -> None:
+    game = random_averaging_game(6)
+    monte_carlo_shapley(range(6), game, ShapleyConfig(max_permutations=6, truncation_tolerance=0))
+    singletons = {c for c in game.calls if len(c) == 1}
+    assert singletons == {frozenset({i}) for i in range(6)}
+
+
+def test_exact_refuses_more_players_than_enumeration_can_afford() -> None:
+    def never(coalition: frozenset[int]) -> float:
+        raise AssertionError("no coalition may be evaluated")
+
+    with pytest.raises(PlayersError, match="21 players"):
+        exact_shapley(range(21), never)

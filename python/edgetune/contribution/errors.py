@@ -12,7 +12,7 @@ class ShapleyConfigError(ContributionError, ValueError):
 
 
 class PlayersError(ContributionError, ValueError):
-    """The players to score are not distinct integers."""
+    """The players to score are not distinct integers, or too many for exact enumeration."""
 
 
 class UtilityValueError(ContributionError, ValueError):

@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from edgetune.contribution.config import ShapleyConfig
+from edgetune.contribution.config import EXACT_PLAYERS_LIMIT, ShapleyConfig
 from edgetune.contribution.errors import PlayersError, UtilityValueError
 
 Utility = Callable[[frozenset[int]], float]
@@ -83,6 +83,11 @@ def exact_shapley(players: Iterable[int], utility: Utility) -> ShapleyResult:
     """
     order = _distinct_players(players)
     n = len(order)
+    if n > EXACT_PLAYERS_LIMIT:
+        raise PlayersError(
+            f"exact Shapley of {n} players needs 2^{n} - 1 evaluations; "
+            f"at most {EXACT_PLAYERS_LIMIT} players, sample above"
+        )
     cached = _CachedUtility(utility)
     masks = np.arange(1 << n)
     table = np.array([cached(_coalition(order, int(mask))) for mask in masks], dtype=np.float64)
@@ -91,7 +96,7 @@ def exact_shapley(players: Iterable[int], utility: Utility) -> ShapleyResult:
     weights = np.array(
         [math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n) for s in range(n)]
     )
-    values = {}
+    values: dict[int, float] = {}
     for i, player in enumerate(order):
         bit = 1 << i
         without = masks[(masks & bit) == 0]
