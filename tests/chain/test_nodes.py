@@ -1,0 +1,138 @@
+"""Local nodes: start/stop/status, idempotent start, anvil's state surviving a restart, and the
+signing paths (dev keys, env key, keystore) against a real node."""
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from typer.testing import CliRunner
+
+from edgetune.chain.compiler import compile_contracts
+from edgetune.chain.connect import Chain, connect, dev_accounts, send
+from edgetune.chain.errors import KeyNotConfigured, NodeError
+from edgetune.chain.nodes import AnvilNode, HardhatNode, rpc_answers
+from edgetune.cli import app
+
+from .helpers import free_port
+
+pytestmark = pytest.mark.anvil
+
+
+def _deploy_counter(chain: Chain, project: Path) -> str:
+    artifact = compile_contracts(project)["Counter"]
+    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    return str(send(chain, factory.constructor(), chain.accounts[0])["contractAddress"])
+
+
+def test_anvil_chain_survives_a_restart(project: Path, tmp_path: Path) -> None:
+    node = AnvilNode(port=free_port(), state_file=tmp_path / "state.json", project_root=project)
+    with node:
+        chain = connect("anvil", url=node.url)
+        address = _deploy_counter(chain, project)
+        abi = compile_contracts(project)["Counter"].abi
+        counter = chain.w3.eth.contract(address=address, abi=abi)
+        send(chain, counter.functions.inc(7), chain.accounts[1])
+        chain.mine(5)
+        block = chain.block_number()
+        balance = chain.w3.eth.get_balance(chain.accounts[1].address)
+    assert not rpc_answers(node.url) and node.pid() is None
+    with node:
+        chain = connect("anvil", url=node.url)
+        counter = chain.w3.eth.contract(address=address, abi=abi)
+        assert chain.block_number() == block
+        assert chain.w3.eth.get_balance(chain.accounts[1].address) == balance
+        assert counter.functions.value().call() == 7
+
+
+def test_start_is_idempotent_and_status_reports_the_chain(project: Path, tmp_path: Path) -> None:
+    node = AnvilNode(port=free_port(), state_file=tmp_path / "s.json", project_root=project)
+    pid = node.start()
+    try:
+        again = AnvilNode(port=node.port, state_file=tmp_path / "s.json", project_root=project)
+        assert again.start() == pid  # a second start reuses the running node
+        status = again.status()
+        assert (status.running, status.pid, status.chain_id, status.block_number) == (
+            True,
+            pid,
+            31337,
+            0,
+        )
+    finally:
+        assert node.stop()
+    assert not node.status().running and not node.stop()
+
+
+def test_anvil_interval_mining_advances_blocks(project: Path, tmp_path: Path) -> None:
+    node = AnvilNode(
+        port=free_port(), block_time=0.2, state_file=tmp_path / "s.json", project_root=project
+    )
+    with node:
+        chain = connect("anvil", url=node.url)
+        start = chain.block_number()
+        time.sleep(0.7)
+        assert chain.block_number() >= start + 2
+
+
+def test_a_node_that_cannot_bind_fails_with_its_log_line(project: Path, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        node = AnvilNode(
+            port=busy.getsockname()[1], state_file=tmp_path / "s.json", project_root=project
+        )
+        with pytest.raises(NodeError, match="anvil exited at start"):
+            node.start(timeout=20)
+    assert node.pid() is None
+
+
+def test_hardhat_node_starts_and_stops(project: Path) -> None:
+    node = HardhatNode(port=free_port(), project_root=project)
+    with node:
+        status = node.status()
+        assert status.running and status.chain_id == 31337
+        chain = connect("hardhat", url=node.url)
+        chain.mine(3)
+        assert chain.block_number() == 3
+    assert not rpc_answers(node.url) and not node.status().running
+
+
+def test_url_chains_sign_with_env_key_or_keystore(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = dev_accounts(2)[1]
+    with AnvilNode(port=free_port(), state_file=tmp_path / "s.json", project_root=project) as node:
+        monkeypatch.delenv("EDGETUNE_PRIVATE_KEY", raising=False)
+        with pytest.raises(KeyNotConfigured, match="EDGETUNE_PRIVATE_KEY"):
+            connect(node.url)
+        monkeypatch.setenv("EDGETUNE_PRIVATE_KEY", dev.key.hex())
+        assert connect(node.url).accounts[0].address == dev.address
+
+        keystore = tmp_path / "key.json"
+        keystore.write_text(json.dumps(Account.encrypt(dev.key, "pw", kdf="pbkdf2", iterations=2)))
+        monkeypatch.delenv("EDGETUNE_PRIVATE_KEY")
+        monkeypatch.setenv("EDGETUNE_KEYSTORE_PASSWORD", "pw")
+        chain = connect(node.url, keystore=keystore)
+        assert chain.accounts[0].address == dev.address
+        _deploy_counter(chain, project)  # the keystore account can sign and pay
+
+
+def test_cli_chain_up_status_down(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGETUNE_ROOT", str(project))
+    port = str(free_port())
+    runner = CliRunner()
+    try:
+        up = runner.invoke(app, ["chain", "up", "--port", port])
+        assert up.exit_code == 0, up.output
+        status = runner.invoke(app, ["chain", "status", "--port", port, "--json"])
+        shown = json.loads(status.output)
+        assert shown["running"] and shown["chain_id"] == 31337 and shown["port"] == int(port)
+    finally:
+        down = runner.invoke(app, ["chain", "down", "--port", port])
+    assert "anvil stopped" in down.output
+    after = json.loads(runner.invoke(app, ["chain", "status", "--port", port, "--json"]).output)
+    assert not after["running"]
