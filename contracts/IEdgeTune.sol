@@ -95,7 +95,7 @@ interface IEdgeTune {
         uint32 samples;
     }
 
-    error EdgeTuneInvalidConfig(string field);
+    error EdgeTuneInvalidConfig(bytes32 field);
     error EdgeTuneUnknownTask(uint256 taskId);
     error EdgeTuneNotTaskOwner(uint256 taskId, address caller);
     error EdgeTuneWrongPhase(uint256 taskId, Phase current, Phase required);

@@ -1,0 +1,93 @@
+"""Deploying EdgeTune and remembering where it lives.
+
+`deployments/<chainId>.json` records the address, the deployment block and a hash of the ABI, so a
+later command finds the contract and refuses one whose ABI no longer matches the sources.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from web3 import Web3
+
+from edgetune.chain.client import EdgeTuneClient, Sender
+from edgetune.chain.compiler import ContractArtifact, load_artifact
+from edgetune.chain.errors import ChainError
+from edgetune.chain.project import find_project_root
+
+CONTRACT_NAME = "EdgeTune"
+
+
+class DeploymentNotFound(ChainError):
+    """No usable EdgeTune deployment is recorded for this chain."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    address: str
+    block: int
+    tx_hash: str
+    abi_hash: str
+
+
+def abi_hash(abi: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(abi, sort_keys=True).encode()).hexdigest()
+
+
+def deploy(
+    w3: Web3, sender: Sender, artifact: ContractArtifact | None = None
+) -> tuple[EdgeTuneClient, Deployment]:
+    """Deploys a fresh EdgeTune; returns a client bound to it as `sender`, and its record."""
+    artifact = artifact or load_artifact(CONTRACT_NAME)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    constructor = factory.constructor()
+    sender_address = sender if isinstance(sender, str) else sender.address
+    if isinstance(sender, str):
+        tx_hash = constructor.transact({"from": sender_address})
+    else:
+        tx = constructor.build_transaction(
+            {"from": sender_address, "nonce": w3.eth.get_transaction_count(sender_address)}
+        )
+        tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt["status"] != 1 or not receipt["contractAddress"]:
+        raise ChainError(f"deploying {CONTRACT_NAME} failed in transaction {tx_hash.hex()}")
+    client = EdgeTuneClient(w3, receipt["contractAddress"], artifact.abi, sender)
+    record = Deployment(
+        w3.eth.chain_id,
+        receipt["contractAddress"],
+        receipt["blockNumber"],
+        "0x" + bytes(receipt["transactionHash"]).hex(),
+        abi_hash(artifact.abi),
+    )
+    return client, record
+
+
+def deployments_dir(root: Path | None = None) -> Path:
+    return (root or find_project_root()) / "deployments"
+
+
+def save_deployment(deployment: Deployment, root: Path | None = None) -> Path:
+    path = deployments_dir(root) / f"{deployment.chain_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(deployment), indent=2) + "\n")
+    return path
+
+
+def load_client(w3: Web3, sender: Sender, root: Path | None = None) -> EdgeTuneClient:
+    """A client for the contract recorded for this chain, after checking it is really there."""
+    chain_id = w3.eth.chain_id
+    path = deployments_dir(root) / f"{chain_id}.json"
+    if not path.is_file():
+        raise DeploymentNotFound(
+            f"no deployment for chain {chain_id} ({path}); run edgetune deploy"
+        )
+    deployment = Deployment(**json.loads(path.read_text()))
+    artifact = load_artifact(CONTRACT_NAME, root)
+    if deployment.abi_hash != abi_hash(artifact.abi):
+        raise DeploymentNotFound(f"{path} was deployed from other sources; redeploy")
+    if not w3.eth.get_code(deployment.address):
+        raise DeploymentNotFound(f"no contract at {deployment.address} on chain {chain_id}")
+    return EdgeTuneClient(w3, deployment.address, artifact.abi, sender)
