@@ -1,0 +1,103 @@
+"""One edge's local round: supervised LoRA fine-tuning on prompt/response pairs.
+
+Loss is on response tokens only. Prompt and response are tokenised separately and concatenated
+(plus EOS), so training, scoring and evaluation see exactly the same token sequence.
+"""
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from rich.progress import Progress
+
+from edgetune.learning.adapter import AdaptedModel, Tensors
+from edgetune.learning.config import TrainConfig
+from edgetune.learning.data import Example
+from edgetune.learning.errors import DataError
+from edgetune.learning.model import deterministic_torch
+
+IGNORE = -100
+
+
+@dataclass
+class TrainResult:
+    """What an edge publishes from a round (`tensors`, `n_samples`) plus diagnostics."""
+
+    tensors: Tensors
+    n_samples: int
+    wall_s: float
+    losses: list[float]
+
+
+def encode_pair(
+    tokenizer: object, prompt: str, response: str, max_length: int
+) -> tuple[list[int], list[int]]:
+    """Token ids and labels (prompt masked with -100), cut from the left to fit `max_length`."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
+    ids = (prompt_ids + response_ids)[-max_length:]
+    labels = ([IGNORE] * len(prompt_ids) + response_ids)[-max_length:]
+    return ids, labels
+
+
+def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padded positions are masked out of attention and loss."""
+    width = max(len(ids) for ids, _ in rows)
+    ids = [r[0] + [pad_id] * (width - len(r[0])) for r in rows]
+    labels = [r[1] + [IGNORE] * (width - len(r[1])) for r in rows]
+    mask = [[1] * len(r[0]) + [0] * (width - len(r[0])) for r in rows]
+    return {
+        "input_ids": torch.tensor(ids),
+        "labels": torch.tensor(labels),
+        "attention_mask": torch.tensor(mask),
+    }
+
+
+def train_update(
+    adapted: AdaptedModel,
+    global_adapter: Mapping[str, torch.Tensor],
+    examples: Sequence[Example],
+    config: TrainConfig,
+) -> TrainResult:
+    """Train from `global_adapter` on `examples`; return the exchanged tensors (B only in "ffa").
+
+    Seeded batches, dropout and kernels: the same inputs on the same CPU give the same update.
+    """
+    if not examples:
+        raise DataError("train_update needs at least one example")
+    adapted.set_adapter(global_adapter)
+    rows = [
+        encode_pair(adapted.tokenizer, e.prompt, e.response, config.max_length) for e in examples
+    ]
+    params = [p for p in adapted.model.parameters() if p.requires_grad]
+    start = time.perf_counter()
+    losses = []
+    with deterministic_torch(config.seed, threads=None):
+        order = _batch_order(len(rows), config, torch.Generator().manual_seed(config.seed))
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        adapted.model.train()
+        with Progress(disable=not config.progress, transient=True) as progress:
+            task = progress.add_task("training", total=config.steps)
+            for batch_ids in order:
+                batch = collate([rows[i] for i in batch_ids], adapted.tokenizer.pad_token_id)
+                loss = adapted.model(**batch).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss))
+                progress.update(task, advance=1, description=f"training loss {losses[-1]:.3f}")
+        adapted.model.eval()
+    wall = time.perf_counter() - start
+    return TrainResult(adapted.get_adapter(trained_only=True), len(examples), wall, losses)
+
+
+def _batch_order(n: int, config: TrainConfig, generator: torch.Generator) -> list[list[int]]:
+    """`steps` batches drawn epoch by epoch from seeded permutations (every example seen evenly)."""
+    size = min(config.batch_size, n)
+    stream: list[int] = []
+    while len(stream) < config.steps * size:
+        stream += torch.randperm(n, generator=generator).tolist()
+    return [stream[i * size : (i + 1) * size] for i in range(config.steps)]
