@@ -210,7 +210,7 @@ def _embedded() -> Chain:
 
 
 def _remote(url: str, accounts: list[LocalAccount]) -> Chain:
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}, cache_allowed_requests=True))
     try:
         chain_id = int(w3.eth.chain_id)
     except Exception as exc:  # requests, OSError, JSON: any failure means nobody answers
