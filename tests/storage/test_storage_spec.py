@@ -7,6 +7,7 @@ import pytest
 
 from edgetune.storage import (
     EmbeddedStore,
+    InvalidCid,
     IpfsStore,
     StorageError,
     StorageUnavailable,
@@ -32,7 +33,7 @@ def test_parse_store_spec(spec: str, parsed: StoreSpec) -> None:
     assert parse_store_spec(spec) == parsed
 
 
-@pytest.mark.parametrize("spec", ["s3:bucket", "ipfs:localhost:5001", ""])
+@pytest.mark.parametrize("spec", ["s3:bucket", "ipfs:localhost:5001", "https://127.0.0.1:5001", ""])
 def test_unknown_spec_names_itself(spec: str) -> None:
     with pytest.raises(StorageError, match=r"store spec|IPFS API address"):
         parse_store_spec(spec)
@@ -62,3 +63,9 @@ def test_unreachable_node_is_one_clear_line(operation: str) -> None:
     assert (
         str(caught.value) == f"IPFS node at {address} unreachable: [Errno 111] Connection refused"
     )
+
+
+def test_ipfs_get_refuses_a_non_cid_before_calling_the_node() -> None:
+    store = IpfsStore(f"/ip4/127.0.0.1/tcp/{_free_port()}")
+    with pytest.raises(InvalidCid, match="not a CID"):
+        store.get("notacid")

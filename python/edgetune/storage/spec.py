@@ -25,13 +25,13 @@ class StoreSpec:
 
 
 def parse_store_spec(spec: str) -> StoreSpec:
-    """Parse `embedded[:PATH]`, `ipfs[:ADDR]` or `http(s)://H:P`; names the bad spec on failure."""
+    """Parse `embedded[:PATH]`, `ipfs[:ADDR]` or `http://H:P`; names the bad spec on failure."""
     kind, _, rest = spec.strip().partition(":")
     if kind == "embedded":
         return StoreSpec("embedded", rest or str(DEFAULT_EMBEDDED_PATH))
     if kind == "ipfs":
         return StoreSpec("ipfs", api_multiaddr(rest or DEFAULT_API))
-    if kind in ("http", "https"):
+    if kind == "http":
         return StoreSpec("ipfs", api_multiaddr(spec.strip()))
     raise StorageError(
         f"unknown store spec {spec!r}: want embedded[:PATH], ipfs:/ip4/H/tcp/P or http://H:P"

@@ -81,12 +81,13 @@ def _leaf(chunk: memoryview, blocks: list[Block]) -> _Child:
 
 
 def _parent(children: list[_Child], blocks: list[Block]) -> _Child:
-    unixfs = _key_varint(1, _UNIXFS_FILE) + _key_varint(3, sum(c.file_size for c in children))
+    """A UnixFS File node: total size, then each child's size (`blocksizes`), then the links."""
+    total = sum(c.file_size for c in children)
+    unixfs = _key_varint(1, _UNIXFS_FILE) + _key_varint(3, total)
     unixfs += b"".join(_key_varint(4, c.file_size) for c in children)
     node = encode_pbnode([(c.cid, c.tsize) for c in children], unixfs)
     block = Block(make_cid(CODEC_DAG_PB, hashlib.sha256(node).digest()), node)
     blocks.append(block)
-    total = sum(c.file_size for c in children)
     return _Child(block.cid, total, len(node) + sum(c.tsize for c in children))
 
 
