@@ -5,6 +5,7 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -47,9 +48,12 @@ def chain_up(
         float | None, typer.Option("--block-time", help="Mine every N seconds (default: per tx).")
     ] = None,
     port: PortOption = DEFAULT_PORT,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="Chain state file (.edgetune/anvil-state.json).")
+    ] = None,
 ) -> None:
     """Start anvil in the background (or reuse the running one); its chain survives restarts."""
-    node = AnvilNode(port=port, block_time=block_time)
+    node = AnvilNode(port=port, block_time=block_time, state_file=state)
     pid = node.start()
     console.print(f"anvil running: pid {pid}, {node.url}, state {node.state_file}")
 
