@@ -199,7 +199,7 @@ class AnvilNode(LocalNode):
         super().__init__(port=port, project_root=project_root)
         self.chain_id = chain_id
         self.block_time = block_time
-        self.state_file = state_file or state_dir(self.root) / "anvil-state.json"
+        self.state_file = (state_file or state_dir(self.root) / "anvil-state.json").resolve()
 
     def command(self) -> list[str]:
         argv = [str(anvil_binary(self.root)), "--host", "127.0.0.1", "--port", str(self.port)]
