@@ -301,7 +301,7 @@ contract EdgeTune is IEdgeTune, ReentrancyGuard {
         Candidate storage winner = _candidates[taskId][round][rd.leader];
         uint256 budget = task.rewardPerRound + task.carry;
         bool accepted = _isAccepted(task, rd);
-        uint256 paid;
+        uint256 paid = 0;
         if (accepted) {
             task.globalHash = winner.aggregateHash;
             task.globalCid = winner.aggregateCid;
@@ -547,7 +547,7 @@ contract EdgeTune is IEdgeTune, ReentrancyGuard {
         returns (uint256 paid)
     {
         uint256[] memory contributions = new uint256[](rd.reveals);
-        uint256 total;
+        uint256 total = 0;
         for (uint256 i = 0; i < rd.reveals; ++i) {
             if (includedMask & (uint256(1) << i) == 0) continue;
             int32 median = _medianScore(taskId, round, rd, i);
@@ -573,7 +573,7 @@ contract EdgeTune is IEdgeTune, ReentrancyGuard {
     {
         address author = rd.revealers[index];
         uint256[] memory packed = new uint256[](rd.voters.length);
-        uint256 count;
+        uint256 count = 0;
         for (uint256 v = 0; v < rd.voters.length; ++v) {
             address voter = rd.voters[v];
             if (voter == author || !_votedForLeader(taskId, round, rd, voter)) continue;
@@ -600,7 +600,7 @@ contract EdgeTune is IEdgeTune, ReentrancyGuard {
         private
         returns (uint256 paid)
     {
-        uint256 winners;
+        uint256 winners = 0;
         for (uint256 v = 0; v < rd.voters.length; ++v) {
             if (_votedForLeader(taskId, round, rd, rd.voters[v])) ++winners;
         }

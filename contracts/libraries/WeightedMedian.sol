@@ -21,13 +21,13 @@ library WeightedMedian {
     /// cumulative weight reaches half of the total weight. Zero for an empty set or zero weight.
     /// @dev Sorts `packed` in place. Requirements: entries made by {pack}.
     function lowerMedian(uint256[] memory packed) internal pure returns (int32) {
-        Arrays.sort(packed);
-        uint256 total;
+        packed = Arrays.sort(packed);
+        uint256 total = 0;
         for (uint256 i = 0; i < packed.length; ++i) {
             total += uint128(packed[i]);
         }
         if (total == 0) return 0;
-        uint256 cumulative;
+        uint256 cumulative = 0;
         for (uint256 i = 0; i < packed.length; ++i) {
             cumulative += uint128(packed[i]);
             // `2 * cumulative >= total` is `cumulative >= total / 2` without losing the odd wei.

@@ -4,35 +4,37 @@ snapshot of it, so tests are independent and the 2 s deployment is paid once."""
 from collections.abc import Iterator
 
 import pytest
-from web3 import EthereumTesterProvider, Web3
+from web3 import Web3
 
 from edgetune.chain.client import EdgeTuneClient
+from edgetune.chain.connect import Chain, connect
 from edgetune.chain.deploy import deploy
 
 from .rounds import TaskHarness
 
 
 @pytest.fixture(scope="module")
-def chain() -> tuple[Web3, EdgeTuneClient]:
-    w3 = Web3(EthereumTesterProvider())
-    client, _ = deploy(w3, w3.eth.accounts[0])
-    return w3, client
+def deployed() -> tuple[Chain, EdgeTuneClient]:
+    chain = connect("embedded")
+    client, _ = deploy(chain, chain.accounts[0])
+    return chain, client
 
 
 @pytest.fixture
-def w3(chain) -> Iterator[Web3]:
-    w3, _ = chain
-    tester = w3.provider.ethereum_tester
+def w3(deployed) -> Iterator[Web3]:
+    chain, _ = deployed
+    tester = chain.w3.provider.ethereum_tester
     snapshot = tester.take_snapshot()
-    yield w3
+    yield chain.w3
     tester.revert_to_snapshot(snapshot)
+    chain.forget_nonces()
 
 
 @pytest.fixture
-def owner(w3, chain) -> EdgeTuneClient:
-    return chain[1]
+def owner(w3, deployed) -> EdgeTuneClient:
+    return deployed[1]
 
 
 @pytest.fixture
-def harness(w3, owner) -> TaskHarness:
-    return TaskHarness(w3, owner)
+def harness(w3, deployed) -> TaskHarness:
+    return TaskHarness(*deployed)

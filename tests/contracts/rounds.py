@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass, field, replace
 
+from eth_account import Account
 from eth_utils import keccak
-from web3 import Web3
 
 from edgetune.chain.client import EdgeTuneClient
+from edgetune.chain.connect import Chain, transfer
 from edgetune.chain.types import Ballot, TaskConfig, update_commitment, vote_commitment
 
 ETHER = 10**18
@@ -46,30 +47,28 @@ class Update:
 
 @dataclass
 class TaskHarness:
-    w3: Web3
+    chain: Chain
     owner: EdgeTuneClient
     updates: dict[tuple[int, int, str], Update] = field(default_factory=dict)
 
     @property
+    def w3(self):
+        return self.chain.w3
+
+    @property
     def chain_id(self) -> int:
-        return self.w3.eth.chain_id
+        return self.chain.chain_id
 
     def mine(self, blocks: int) -> None:
-        self.w3.provider.ethereum_tester.mine_blocks(blocks)
+        self.chain.mine(blocks)
 
     def edges(self, count: int, first: int = 1) -> list[EdgeTuneClient]:
-        accounts = self.w3.eth.accounts
-        while len(accounts) < first + count:
-            self._add_funded_account(len(accounts))
-            accounts = self.w3.eth.accounts
-        return [self.owner.as_sender(a) for a in accounts[first : first + count]]
-
-    def _add_funded_account(self, index: int) -> None:
-        tester = self.w3.provider.ethereum_tester
-        address = tester.add_account("0x" + keccak(text=f"edge-{index}").hex())
-        self.w3.eth.send_transaction(
-            {"from": self.w3.eth.accounts[0], "to": address, "value": 100 * ETHER}
-        )
+        """Edge clients on the chain's funded accounts, then on fresh accounts funded here."""
+        accounts = self.chain.accounts[first : first + count]
+        for index in range(len(accounts), count):
+            accounts.append(Account.from_key(keccak(text=f"edge-{index}")))
+            transfer(self.chain, self.owner.sender, accounts[-1].address, 100 * ETHER)
+        return [self.owner.as_sender(a) for a in accounts]
 
     def create(self, pool: int = 10 * ETHER, **overrides) -> int:
         task_id, _ = self.owner.create_task(replace(BASE_CONFIG, **overrides), pool)
@@ -190,7 +189,7 @@ class expect_revert:
         from edgetune.chain.client import ContractRevert
 
         assert isinstance(error, ContractRevert), f"expected {self.name}, got {error!r}"
-        assert error.name == self.name, f"expected {self.name}, got {error}"
+        assert error.error == self.name, f"expected {self.name}, got {error}"
         for key, value in self.args.items():
-            assert error.args_by_name[key] == value, f"{key}: {error.args_by_name[key]} != {value}"
+            assert error.values[key] == value, f"{key}: {error.values[key]} != {value}"
         return True

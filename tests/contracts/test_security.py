@@ -4,27 +4,26 @@ import pytest
 from eth_utils import function_signature_to_4byte_selector
 
 from edgetune.chain.compiler import load_artifact
+from edgetune.chain.connect import send
 from edgetune.chain.types import update_commitment, vote_commitment
 
 from .rounds import ETHER, expect_revert, h
 
 
-def deploy_helper(w3, name: str, *args):
+def deploy_helper(chain, name: str, *args):
     artifact = load_artifact(name)
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    receipt = w3.eth.wait_for_transaction_receipt(
-        factory.constructor(*args).transact({"from": w3.eth.accounts[0]})
-    )
-    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    receipt = send(chain, factory.constructor(*args), chain.accounts[0])
+    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
 
 
 def test_withdraw_cannot_be_reentered(harness, owner, w3):
-    attacker = deploy_helper(w3, "ReentrantWithdrawer", owner.address)
+    attacker = deploy_helper(harness.chain, "ReentrantWithdrawer", owner.address)
     task_id = harness.create()
-    sender = {"from": w3.eth.accounts[1]}
-    attacker.functions.becomeOwed(task_id).transact({**sender, "value": ETHER})
+    (edge,) = harness.edges(1)
+    send(harness.chain, attacker.functions.becomeOwed(task_id), edge.sender, value=ETHER)
     assert owner.owed(attacker.address) == ETHER
-    attacker.functions.attack().transact({**sender, "gas": 500_000})
+    send(harness.chain, attacker.functions.attack(), edge.sender, gas=500_000)
     assert attacker.functions.reentryAttempts().call() == 1
     lock_error = function_signature_to_4byte_selector("ReentrancyGuardReentrantCall()")
     assert attacker.functions.lastRevertData().call() == lock_error
@@ -44,7 +43,9 @@ def test_update_commitment_cannot_be_replayed_by_another_sender(harness, owner):
     copier.commit_update(task_id, 1, copied)
     harness.mine_until_phase(task_id, "UPDATE_REVEAL")
     with expect_revert("EdgeTuneCommitmentMismatch", edge=copier.sender_address):
-        copier.reveal_update(task_id, 1, update.update_hash, update.cid, update.samples, update.salt)
+        copier.reveal_update(
+            task_id, 1, update.update_hash, update.cid, update.samples, update.salt
+        )
 
 
 def test_update_commitment_cannot_be_replayed_in_a_later_round(harness, owner):
@@ -81,7 +82,9 @@ def test_update_commitment_cannot_be_replayed_in_another_task(harness, owner):
     edges[0].commit_update(second, 1, first_task_commitment)
     harness.commit(second, 1, edges[1])
     with expect_revert("EdgeTuneCommitmentMismatch", taskId=second):
-        edges[0].reveal_update(second, 1, update.update_hash, update.cid, update.samples, update.salt)
+        edges[0].reveal_update(
+            second, 1, update.update_hash, update.cid, update.samples, update.salt
+        )
 
 
 def test_vote_commitment_cannot_be_copied(harness, owner):
@@ -109,10 +112,9 @@ def test_python_commitments_match_the_contract(harness, owner):
     assert on_chain == vote_commitment(harness.chain_id, owner.address, 3, 2, edge, ballot, h("s"))
 
 
-@pytest.fixture(scope="module")
-def median(chain):
-    w3, _ = chain
-    return deploy_helper(w3, "WeightedMedianHarness").functions.lowerMedian
+@pytest.fixture
+def median(harness):
+    return deploy_helper(harness.chain, "WeightedMedianHarness").functions.lowerMedian
 
 
 @pytest.mark.parametrize(

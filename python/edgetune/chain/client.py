@@ -2,26 +2,19 @@
 
 Reads return dataclasses from `edgetune.chain.types`; writes return the transaction receipt.
 A revert becomes `ContractRevert` whose message names the custom error and its arguments
-(`EdgeTuneWrongPhase(taskId=1, current=VoteCommit, required=UpdateReveal)`), so a user sees why.
+(`EdgeTuneWrongPhase(taskId=1, current=VOTE_COMMIT, required=UPDATE_REVEAL)`), so a user sees why.
 """
 
-import ast
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed
-from eth_utils import function_signature_to_4byte_selector
-from web3 import Web3
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from edgetune.chain.errors import ChainError, TransactionReverted
+from edgetune.chain.connect import Chain, call, send
+from edgetune.chain.errors import TransactionReverted
 from edgetune.chain.types import (
     Ballot,
     Phase,
@@ -31,37 +24,30 @@ from edgetune.chain.types import (
     TaskFunds,
 )
 
-Sender = str | LocalAccount
-# eth-tester reports a revert only as text: "execution reverted: b'<python bytes repr>'".
-_TESTER_REVERT = re.compile(r"execution reverted: (b['\"].*['\"])$", re.DOTALL)
 _ENUM_ARGS: dict[str, type] = {"current": Phase, "required": Phase}
 
 
 class ContractRevert(TransactionReverted):
-    """The contract refused a call with a custom error; `name` and `args` say which and why."""
+    """The contract refused a call with a custom error; `error` and `values` say which and why."""
 
-    def __init__(self, name: str, args: dict[str, Any], data: bytes) -> None:
-        shown = ", ".join(f"{k}={_show(k, v)}" for k, v in args.items())
-        ChainError.__init__(self, f"{name}({shown})")
-        self.tx_hash, self.error, self.data = "", name, data
-        self.name, self.args_by_name = name, args
-
-
-@dataclass(frozen=True)
-class _ErrorSpec:
-    name: str
-    arg_names: list[str]
-    arg_types: list[str]
+    def __init__(self, reverted: TransactionReverted) -> None:
+        shown = ", ".join(f"{k}={_show(k, v)}" for k, v in reverted.values.items())
+        TransactionReverted.__init__(self, reverted.tx_hash, reverted.error, reverted.data)
+        self.args = (f"{reverted.error}({shown})",)
+        self.values = reverted.values
 
 
 class EdgeTuneClient:
     """Calls one deployed EdgeTune contract as one sender (`as_sender` switches accounts)."""
 
-    def __init__(self, w3: Web3, address: str, abi: list[dict], sender: Sender) -> None:
-        self.w3 = w3
-        self.contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+    def __init__(self, chain: Chain, address: str, abi: list[dict], sender: LocalAccount) -> None:
+        self.chain = chain
+        self.w3 = chain.w3
+        self.contract = chain.w3.eth.contract(
+            address=chain.w3.to_checksum_address(address), abi=abi
+        )
         self.sender = sender
-        self._errors = _error_specs(abi)
+        chain.errors.register(abi)
 
     @property
     def address(self) -> str:
@@ -69,9 +55,9 @@ class EdgeTuneClient:
 
     @property
     def sender_address(self) -> str:
-        return self.sender if isinstance(self.sender, str) else self.sender.address
+        return self.sender.address
 
-    def as_sender(self, sender: Sender) -> "EdgeTuneClient":
+    def as_sender(self, sender: LocalAccount) -> "EdgeTuneClient":
         clone = object.__new__(EdgeTuneClient)
         clone.__dict__.update(self.__dict__, sender=sender)
         return clone
@@ -162,70 +148,17 @@ class EdgeTuneClient:
     # ------------------------------------------------------------------ plumbing
 
     def _call(self, fn: ContractFunction) -> Any:
-        return self._guard(lambda: fn.call({"from": self.sender_address}))
+        return self._guard(lambda: call(self.chain, fn, self.sender_address))
 
     def _send(self, fn: ContractFunction, value: int = 0) -> TxReceipt:
-        """Estimates gas first: a revert then surfaces with its data, before any fee is spent."""
-        tx: dict[str, Any] = {"from": self.sender_address, "value": value}
-        if isinstance(self.sender, str):
-            tx_hash = self._guard(lambda: fn.transact(tx))
-        else:
-            tx["nonce"] = self.w3.eth.get_transaction_count(self.sender.address, "pending")
-            built = self._guard(lambda: fn.build_transaction(tx))
-            signed = self.sender.sign_transaction(built)
-            tx_hash = self._guard(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
-        if receipt["status"] != 1:
-            raise TransactionReverted(tx_hash.hex(), "reverted after estimation", b"")
-        return receipt
+        return self._guard(lambda: send(self.chain, fn, self.sender, value=value))
 
-    def _guard(self, action: Callable[[], Any]) -> Any:
+    @staticmethod
+    def _guard(action: Callable[[], Any]) -> Any:
         try:
             return action()
-        except ContractCustomError as error:
-            raise self.decode_revert(_revert_bytes(error.data)) from None
-        except TransactionFailed as error:
-            match = _TESTER_REVERT.match(str(error.args[0]))
-            if match is None:
-                raise ChainError(f"transaction failed: {error}") from None
-            raise self.decode_revert(ast.literal_eval(match.group(1))) from None
-        except (ContractLogicError, Web3RPCError) as error:
-            raise ChainError(f"contract call failed: {error}") from None
-
-    def decode_revert(self, data: bytes) -> ChainError:
-        """The custom error (from this contract's ABI) that `data` encodes."""
-        spec = self._errors.get(data[:4])
-        if spec is None:
-            return TransactionReverted("", f"unknown revert data 0x{data.hex()}", data)
-        values = [
-            Web3.to_checksum_address(v) if t == "address" else v
-            for t, v in zip(spec.arg_types, decode(spec.arg_types, data[4:]), strict=True)
-        ]
-        return ContractRevert(spec.name, dict(zip(spec.arg_names, values, strict=True)), data)
-
-
-def _error_specs(abi: list[dict]) -> dict[bytes, _ErrorSpec]:
-    specs = {}
-    for entry in abi:
-        if entry["type"] != "error":
-            continue
-        types = [_abi_type(arg) for arg in entry["inputs"]]
-        selector = function_signature_to_4byte_selector(f"{entry['name']}({','.join(types)})")
-        specs[selector] = _ErrorSpec(entry["name"], [a["name"] for a in entry["inputs"]], types)
-    return specs
-
-
-def _abi_type(arg: dict) -> str:
-    if arg["type"].startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in arg["components"])
-        return f"({inner}){arg['type'][5:]}"
-    return arg["type"]
-
-
-def _revert_bytes(data: Any) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    return bytes.fromhex(str(data).removeprefix("0x"))
+        except TransactionReverted as reverted:
+            raise ContractRevert(reverted) from None
 
 
 def _show(name: str, value: Any) -> str:

@@ -79,6 +79,10 @@ class ErrorDecoder:
             values = abi_decode(types, data[4:])
         except Exception:  # malformed payload: keep the name, drop the arguments
             return (name, {})
+        values = [
+            Web3.to_checksum_address(v) if t == "address" else v
+            for t, v in zip(types, values, strict=False)
+        ]
         return (name, dict(zip(names, values, strict=True)))
 
 
@@ -107,6 +111,11 @@ class Chain:
         else:
             for _ in range(blocks):
                 self._rpc("evm_mine", [])
+
+    def forget_nonces(self) -> None:
+        """Re-read nonces and fees from the node next time (after a snapshot revert, say)."""
+        self._nonces.clear()
+        self._fees = None
 
     def block_number(self) -> int:
         """The latest block number."""
@@ -165,11 +174,29 @@ def send(
         try:
             return _send_once(chain, call, sender, value, gas, timeout)
         except _Refused as exc:
-            chain._nonces.pop(sender.address, None)  # resync nonce and fees from the node
-            chain._fees = None
+            chain.forget_nonces()  # resync nonce and fees from the node
             if attempt == 2:
                 raise ChainError(f"{chain.url} refused the transaction: {exc}") from None
     raise AssertionError("unreachable")
+
+
+def transfer(chain: Chain, sender: LocalAccount, to: str, value: int) -> TxReceipt:
+    """Send plain ether (funding an edge's key, say), keeping the local nonce in step."""
+    tx = {"to": to, "value": value, "gas": 21_000, "chainId": chain.chain_id, **_fees(chain)}
+    tx["nonce"] = chain._nonces.get(sender.address)
+    if tx["nonce"] is None:
+        tx["nonce"] = chain.w3.eth.get_transaction_count(sender.address, "pending")
+    tx_hash = chain.w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+    chain._nonces[sender.address] = tx["nonce"] + 1
+    return chain.w3.eth.wait_for_transaction_receipt(tx_hash)
+
+
+def call(chain: Chain, fn: Any, sender: str | None = None) -> Any:
+    """Run a read-only contract call; a revert raises TransactionReverted with the decoded error."""
+    try:
+        return fn.call({"from": sender} if sender else {})
+    except _REVERTS as exc:
+        raise _reverted(chain, None, _revert_data(exc)) from None
 
 
 class _Refused(Exception):
@@ -284,6 +311,10 @@ def _revert_data(exc: BaseException) -> Any:
             return ast.literal_eval(match.group(0))
         seen = seen.__cause__ or seen.__context__
     return b""
+
+
+def _checksummed(abi_type: str, value: Any) -> Any:
+    return Web3.to_checksum_address(value) if abi_type == "address" else value
 
 
 def _abi_type(arg: dict[str, Any]) -> str:

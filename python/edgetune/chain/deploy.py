@@ -9,10 +9,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from web3 import Web3
+from eth_account.signers.local import LocalAccount
 
-from edgetune.chain.client import EdgeTuneClient, Sender
+from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.compiler import ContractArtifact, load_artifact
+from edgetune.chain.connect import Chain, send
 from edgetune.chain.errors import ChainError
 from edgetune.chain.project import find_project_root
 
@@ -37,29 +38,18 @@ def abi_hash(abi: list[dict]) -> str:
 
 
 def deploy(
-    w3: Web3, sender: Sender, artifact: ContractArtifact | None = None
+    chain: Chain, sender: LocalAccount, artifact: ContractArtifact | None = None
 ) -> tuple[EdgeTuneClient, Deployment]:
     """Deploys a fresh EdgeTune; returns a client bound to it as `sender`, and its record."""
     artifact = artifact or load_artifact(CONTRACT_NAME)
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    constructor = factory.constructor()
-    sender_address = sender if isinstance(sender, str) else sender.address
-    if isinstance(sender, str):
-        tx_hash = constructor.transact({"from": sender_address})
-    else:
-        tx = constructor.build_transaction(
-            {"from": sender_address, "nonce": w3.eth.get_transaction_count(sender_address)}
-        )
-        tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
-    if receipt["status"] != 1 or not receipt["contractAddress"]:
-        raise ChainError(f"deploying {CONTRACT_NAME} failed in transaction {tx_hash.hex()}")
-    client = EdgeTuneClient(w3, receipt["contractAddress"], artifact.abi, sender)
+    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    receipt = send(chain, factory.constructor(), sender)
+    client = EdgeTuneClient(chain, receipt["contractAddress"], artifact.abi, sender)
     record = Deployment(
-        w3.eth.chain_id,
+        chain.chain_id,
         receipt["contractAddress"],
         receipt["blockNumber"],
-        "0x" + bytes(receipt["transactionHash"]).hex(),
+        receipt["transactionHash"].to_0x_hex(),
         abi_hash(artifact.abi),
     )
     return client, record
@@ -76,9 +66,9 @@ def save_deployment(deployment: Deployment, root: Path | None = None) -> Path:
     return path
 
 
-def load_client(w3: Web3, sender: Sender, root: Path | None = None) -> EdgeTuneClient:
+def load_client(chain: Chain, sender: LocalAccount, root: Path | None = None) -> EdgeTuneClient:
     """A client for the contract recorded for this chain, after checking it is really there."""
-    chain_id = w3.eth.chain_id
+    chain_id = chain.chain_id
     path = deployments_dir(root) / f"{chain_id}.json"
     if not path.is_file():
         raise DeploymentNotFound(
@@ -88,6 +78,6 @@ def load_client(w3: Web3, sender: Sender, root: Path | None = None) -> EdgeTuneC
     artifact = load_artifact(CONTRACT_NAME, root)
     if deployment.abi_hash != abi_hash(artifact.abi):
         raise DeploymentNotFound(f"{path} was deployed from other sources; redeploy")
-    if not w3.eth.get_code(deployment.address):
+    if not chain.w3.eth.get_code(deployment.address):
         raise DeploymentNotFound(f"no contract at {deployment.address} on chain {chain_id}")
-    return EdgeTuneClient(w3, deployment.address, artifact.abi, sender)
+    return EdgeTuneClient(chain, deployment.address, artifact.abi, sender)
