@@ -12,7 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgetune.chain.connect import Chain, connect
+from edgetune.chain.deploy import deploy, load_client, save_deployment
 from edgetune.chain.nodes import DEFAULT_PORT, AnvilNode, NodeStatus
+from edgetune.chain.types import TaskConfig
 from edgetune.errors import EdgetuneError
 
 app = typer.Typer(
@@ -21,10 +24,27 @@ app = typer.Typer(
 )
 chain_app = typer.Typer(help="Run the local development chain (anvil).", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
+task_app = typer.Typer(help="Create and inspect fine-tuning tasks.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
 
 console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 PortOption = Annotated[int, typer.Option("--port", help="JSON-RPC port on 127.0.0.1.")]
+ChainOption = Annotated[
+    str,
+    typer.Option(
+        "--chain",
+        help="embedded | anvil | hardhat | http(s) JSON-RPC URL (key from $EDGETUNE_PRIVATE_KEY).",
+    ),
+]
+RpcUrlOption = Annotated[
+    str | None, typer.Option("--rpc-url", help="URL of the anvil/hardhat node (default :8545).")
+]
+KeystoreOption = Annotated[
+    Path | None,
+    typer.Option("--keystore", help="Signing key file; password from $EDGETUNE_KEYSTORE_PASSWORD."),
+]
+WEI_PER_ETHER = 10**18
 
 
 def one_line_errors(command: F) -> F:
@@ -88,3 +108,63 @@ def _status_table(status: NodeStatus) -> Table:
     cells = (status.pid, status.port, status.block_number, status.chain_id)
     table.add_row(status.kind, state, *("-" if cell is None else str(cell) for cell in cells))
     return table
+
+
+def _connect(chain: str, rpc_url: str | None, keystore: Path | None) -> Chain:
+    return connect(chain, keystore=keystore, url=rpc_url)
+
+
+@app.command("deploy")
+@one_line_errors
+def deploy_command(
+    chain: ChainOption = "anvil", rpc_url: RpcUrlOption = None, keystore: KeystoreOption = None
+) -> None:
+    """Deploy the EdgeTune contract and record it in deployments/<chainId>.json."""
+    connection = _connect(chain, rpc_url, keystore)
+    client, record = deploy(connection, connection.accounts[0])
+    path = save_deployment(record)
+    console.print(
+        f"EdgeTune deployed at {client.address} (chain {record.chain_id}, block "
+        f"{record.block}); recorded in {path}"
+    )
+
+
+@task_app.command("create")
+@one_line_errors
+def task_create(
+    base_model_hash: Annotated[str, typer.Option(help="sha256 of the base model files (hex).")],
+    adapter_spec_hash: Annotated[str, typer.Option(help="sha256 of the LoRA spec (hex).")],
+    initial_global_hash: Annotated[str, typer.Option(help="sha256 of the round-0 adapter.")],
+    initial_global_cid: Annotated[str, typer.Option(help="CID of the round-0 adapter.")],
+    base_model_uri: Annotated[str, typer.Option(help="Name or URI of the base model.")] = "",
+    base_model_cid: Annotated[str, typer.Option(help="CID of the base model archive.")] = "",
+    pool: Annotated[float, typer.Option(help="Reward pool in ether.")] = 1.0,
+    rounds: Annotated[int, typer.Option(help="Number of rounds.")] = 3,
+    max_edges: Annotated[int, typer.Option(help="Most edges that may register.")] = 8,
+    min_stake: Annotated[float, typer.Option(help="Minimum stake in ether.")] = 0.1,
+    chain: ChainOption = "anvil",
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+) -> None:
+    """Create a task on the recorded deployment and fund its reward pool."""
+    connection = _connect(chain, rpc_url, keystore)
+    client = load_client(connection, connection.accounts[0])
+    min_stake_wei = int(min_stake * WEI_PER_ETHER)
+    config = TaskConfig(
+        base_model_hash=bytes.fromhex(base_model_hash.removeprefix("0x")),
+        adapter_spec_hash=bytes.fromhex(adapter_spec_hash.removeprefix("0x")),
+        initial_global_hash=bytes.fromhex(initial_global_hash.removeprefix("0x")),
+        base_model_uri=base_model_uri,
+        base_model_cid=base_model_cid,
+        initial_global_cid=initial_global_cid,
+        rounds=rounds,
+        max_edges=max_edges,
+        min_stake=min_stake_wei,
+        slash_non_reveal=min_stake_wei // 2,
+        slash_invalid=min_stake_wei,
+    )
+    task_id, receipt = client.create_task(config, int(pool * WEI_PER_ETHER))
+    console.print(
+        f"task {task_id} created with a pool of {pool} ETH "
+        f"(block {receipt['blockNumber']}, gas {receipt['gasUsed']})"
+    )
