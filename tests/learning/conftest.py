@@ -16,7 +16,7 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def adapted(tiny_path: Path):
     """A fresh tiny base with the default ffa adapter (fresh so tests cannot leak weights)."""
-    return attach_adapter(load_base_model(tiny_path), AdapterSpec(rank=4, alpha=8.0))
+    return attach_adapter(load_base_model(tiny_path), AdapterSpec(rank=8, alpha=16.0))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -85,6 +85,9 @@ class TrainConfig:
     max_length: int = 128
     weight_decay: float = 0.0
     progress: bool = False
+    # One thread by default: the tiny model gains nothing from more, and on a busy machine
+    # oversubscribed OpenMP threads spin and slow training by 10-100x. None = torch's default.
+    threads: int | None = 1
 
     def __post_init__(self) -> None:
         if self.steps < 1:

@@ -72,6 +72,16 @@ def _sequence_nll(
     """Summed negative log-likelihood and token count of each response given its prompt."""
     rows = [encode_pair(adapted.tokenizer, p, r, max_length) for p, r in pairs]
     adapted.model.eval()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see TrainConfig.threads: spinning threads stall a busy machine
+    try:
+        return _nll_batches(adapted, rows, batch_size)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _nll_batches(adapted: AdaptedModel, rows: list, batch_size: int) -> list[tuple[float, int]]:
+    """Per-row summed response NLL (float64 log-softmax) and response token count."""
     out = []
     for start in range(0, len(rows), batch_size):
         batch = collate(rows[start : start + batch_size], adapted.tokenizer.pad_token_id)

@@ -75,7 +75,7 @@ def train_update(
     params = [p for p in adapted.model.parameters() if p.requires_grad]
     start = time.perf_counter()
     losses = []
-    with deterministic_torch(config.seed, threads=None):
+    with deterministic_torch(config.seed, threads=config.threads):
         order = _batch_order(len(rows), config, torch.Generator().manual_seed(config.seed))
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         adapted.model.train()
@@ -87,7 +87,7 @@ def train_update(
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 progress.update(task, advance=1, description=f"training loss {losses[-1]:.3f}")
         adapted.model.eval()
     wall = time.perf_counter() - start
