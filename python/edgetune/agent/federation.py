@@ -1,0 +1,230 @@
+"""A whole federation on one machine: deploy, publish a task, give N edges non-IID private data,
+run their agents until the task finishes, and report what happened.
+
+`run_in_process` steps every agent in one process on the embedded chain, mining a block whenever
+nobody had anything to do (so deadlines still pass when an edge is silent). The multi-process
+runner (`edgetune federation --chain anvil`) lives in `processes.py`.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from edgetune.agent.edge import AgentSettings, EdgeAgent, RoundTimings
+from edgetune.agent.publish import PublishedTask, publish_task
+from edgetune.agent.state import AgentState
+from edgetune.chain.client import EdgeTuneClient
+from edgetune.chain.connect import Chain, connect
+from edgetune.chain.deploy import deploy
+from edgetune.chain.types import TaskConfig
+from edgetune.contribution import ShapleyConfig
+from edgetune.learning import (
+    AdapterSpec,
+    Example,
+    TrainConfig,
+    attach_adapter,
+    ensure_tiny_model,
+    evaluate,
+    load_base_model,
+    load_jsonl,
+    save_jsonl,
+    shard_non_iid,
+    triage_examples,
+)
+from edgetune.storage import ContentStore, open_store
+
+ETHER = 10**18
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    edges: int = 3
+    rounds: int = 3
+    free_riders: int = 0  # the last K edges submit zero updates (to show they earn nothing)
+    alpha: float = 0.5  # Dirichlet concentration of each edge's class mix: small = non-IID
+    train_examples: int = 600
+    validation_per_class: int = 8  # each edge's own private, balanced validation set
+    test_per_class: int = 40  # the held-out test set the report evaluates G(r) on
+    seed: int = 0
+    pool_ether: float = 3.0
+    stake_ether: float = 0.5
+    model_dir: Path | None = None  # None: the tiny model the project builds
+    spec: AdapterSpec = field(default_factory=AdapterSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    shapley: ShapleyConfig = field(default_factory=ShapleyConfig)
+    workdir: Path = Path(".edgetune/federation")
+    store: str = "embedded"
+
+    def task_template(self) -> TaskConfig:
+        zero = bytes(32)
+        return TaskConfig(
+            zero,
+            zero,
+            zero,
+            "",
+            "",
+            "",
+            rounds=self.rounds,
+            max_edges=self.edges,
+            min_stake=int(self.stake_ether * ETHER),
+            slash_non_reveal=int(self.stake_ether * ETHER) // 2,
+            slash_invalid=int(self.stake_ether * ETHER),
+            registration_blocks=1000,
+            commit_blocks=30,
+            reveal_blocks=30,
+            vote_commit_blocks=30,
+            vote_reveal_blocks=30,
+        )
+
+
+@dataclass
+class EdgeData:
+    directory: Path
+    train: list[Example]
+    validation: list[Example]
+
+
+@dataclass
+class FederationResult:
+    chain: Chain
+    owner: EdgeTuneClient
+    task: PublishedTask
+    deployment_block: int
+    store: ContentStore
+    agents: list[EdgeAgent]
+    test_metrics: dict[
+        int, tuple[float, float]
+    ]  # round -> (loss, accuracy) of G(r) on the test set
+    timings: dict[int, RoundTimings]  # round -> summed over edges
+
+
+def prepare_edge_data(config: FederationConfig) -> tuple[list[EdgeData], list[Example]]:
+    """Non-IID private shards (train.jsonl, validation.jsonl per edge) and a held-out test set."""
+    pool = triage_examples(config.train_examples, seed=config.seed)
+    shards = shard_non_iid(pool, config.edges, config.alpha, seed=config.seed, min_size=8)
+    edges = []
+    for index, shard in enumerate(shards):
+        directory = config.workdir / f"edge-{index}"
+        validation = triage_examples(config.validation_per_class * 5, seed=1000 + index)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_jsonl(shard, directory / "train.jsonl")
+        save_jsonl(validation, directory / "validation.jsonl")
+        edges.append(EdgeData(directory, load_jsonl(directory / "train.jsonl"), validation))
+    test = triage_examples(config.test_per_class * 5, seed=999_999)
+    return edges, test
+
+
+def run_in_process(
+    config: FederationConfig, log: Callable[[str], None] = print
+) -> FederationResult:
+    """The federation in one process on the embedded chain (tests and `--chain embedded`)."""
+    chain = connect("embedded")
+    owner, deployment = deploy(chain, chain.accounts[0])
+    store = open_store(_store_spec(config))
+    model_dir = config.model_dir or ensure_tiny_model()
+    task = publish_task(
+        owner,
+        store,
+        model_dir,
+        config.spec,
+        config.task_template(),
+        int(config.pool_ether * ETHER),
+    )
+    edge_data, test = prepare_edge_data(config)
+    agents = [
+        _agent(config, owner.as_sender(chain.accounts[1 + i]), task, store, data, i, log)
+        for i, data in enumerate(edge_data)
+    ]
+    test_metrics = _drive(chain, owner, task, agents, test, log)
+    return FederationResult(
+        chain, owner, task, deployment.block, store, agents, test_metrics, _sum_timings(agents)
+    )
+
+
+def _agent(
+    config: FederationConfig,
+    client: EdgeTuneClient,
+    task: PublishedTask,
+    store: ContentStore,
+    data: EdgeData,
+    index: int,
+    log: Callable[[str], None],
+) -> EdgeAgent:
+    adapted = attach_adapter(
+        load_base_model(task.model_dir, task.config.base_model_hash), task.spec
+    )
+    behaviour = "free-rider" if index >= config.edges - config.free_riders else "honest"
+    settings = AgentSettings(
+        stake=int(config.stake_ether * ETHER),
+        train=replace(config.train, seed=config.train.seed + 100 * index),
+        shapley=config.shapley,
+        behaviour=behaviour,
+    )
+    state = AgentState(data.directory / "agent-state.json", task.task_id, client.sender_address)
+    name = f"edge {index}" + (" (free rider)" if behaviour == "free-rider" else "")
+    return EdgeAgent(
+        client,
+        task.task_id,
+        store,
+        adapted,
+        data.train,
+        data.validation,
+        state,
+        settings,
+        log=lambda message: log(f"[{name}] {message}"),
+    )
+
+
+def _drive(
+    chain: Chain,
+    owner: EdgeTuneClient,
+    task: PublishedTask,
+    agents: list[EdgeAgent],
+    test: list[Example],
+    log: Callable[[str], None],
+) -> dict[int, tuple[float, float]]:
+    """Step agents round-robin; mine a block when all are idle; evaluate each new global."""
+    evaluator = agents[0].adapted
+    metrics = {0: _test_metric(evaluator, store_global(owner, task, agents), test)}
+    seen_round = owner.status(task.task_id).round
+    while True:
+        results = [agent.step() for agent in agents]
+        if not any(running for _, running in results):
+            break
+        if not any(acted for acted, _ in results):
+            chain.mine(1)
+        status = owner.status(task.task_id)
+        if status.round != seen_round or status.phase.name == "FINISHED":
+            metrics[seen_round] = _test_metric(evaluator, store_global(owner, task, agents), test)
+            log(
+                f"round {seen_round} done: test loss {metrics[seen_round][0]:.4f}, "
+                f"accuracy {metrics[seen_round][1]:.3f}"
+            )
+            seen_round = status.round
+    return metrics
+
+
+def store_global(owner: EdgeTuneClient, task: PublishedTask, agents: list[EdgeAgent]):
+    """The current global adapter, fetched and hash-checked like any agent would."""
+    return agents[0].fetch_global(owner.status(task.task_id))
+
+
+def _test_metric(adapted, adapter, test: list[Example]) -> tuple[float, float]:
+    result = evaluate(adapted, test, adapter)
+    return result.loss, result.accuracy or 0.0
+
+
+def _sum_timings(agents: list[EdgeAgent]) -> dict[int, RoundTimings]:
+    total: dict[int, RoundTimings] = {}
+    for agent in agents:
+        for round_, timing in agent.timings.items():
+            summed = total.setdefault(round_, RoundTimings())
+            for kind in ("training", "storage", "chain", "shapley"):
+                setattr(summed, kind, getattr(summed, kind) + getattr(timing, kind))
+    return total
+
+
+def _store_spec(config: FederationConfig) -> str:
+    if config.store == "embedded":
+        return f"embedded:{config.workdir / 'ipfs'}"
+    return config.store
