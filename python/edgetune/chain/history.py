@@ -82,7 +82,7 @@ def load_history(client: EdgeTuneClient, task_id: int, from_block: int = 0) -> T
     return TaskHistory(
         task_id=task_id,
         pool=created.pool,
-        rounds_planned=created.config[6],
+        rounds_planned=created.config.rounds,
         phase=status.phase.name,
         current_round=status.round,
         rounds=rounds,
