@@ -12,11 +12,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgetune.agent.edge import AgentSettings
+from edgetune.agent.federation import FederationConfig, run_in_process
+from edgetune.agent.launch import build_agent
+from edgetune.agent.processes import RunRecord, run_processes
+from edgetune.chain.client import EdgeTuneClient
+from edgetune.chain.compiler import load_artifact
 from edgetune.chain.connect import Chain, connect
-from edgetune.chain.deploy import deploy, load_client, save_deployment
+from edgetune.chain.deploy import CONTRACT_NAME, deploy, load_client, save_deployment
+from edgetune.chain.history import load_history
 from edgetune.chain.nodes import DEFAULT_PORT, AnvilNode, NodeStatus
 from edgetune.chain.types import TaskConfig
 from edgetune.errors import EdgetuneError
+from edgetune.learning import AdapterSpec, TrainConfig, prepare_smollm2
+from edgetune.storage import open_store
+from edgetune.views import edges_table, history_json, plot_rewards, rounds_table
 
 app = typer.Typer(
     help="Edge servers fine-tune one shared model together, coordinated and paid on chain.",
@@ -168,3 +178,167 @@ def task_create(
         f"task {task_id} created with a pool of {pool} ETH "
         f"(block {receipt['blockNumber']}, gas {receipt['gasUsed']})"
     )
+
+
+DevAccountOption = Annotated[
+    int, typer.Option("--dev-account", help="Index of the local chain's dev account to sign with.")
+]
+ContractOption = Annotated[
+    str | None, typer.Option("--contract", help="EdgeTune address (default: deployments/).")
+]
+
+
+def _client(chain: Chain, contract: str | None, dev_account: int) -> EdgeTuneClient:
+    signer = chain.accounts[dev_account % len(chain.accounts)]
+    if contract is None:
+        return load_client(chain, signer)
+    return EdgeTuneClient(chain, contract, load_artifact(CONTRACT_NAME).abi, signer)
+
+
+@app.command("agent")
+@one_line_errors
+def agent_command(
+    task: Annotated[int, typer.Option(help="Task id to work on.")],
+    data: Annotated[Path, typer.Option(help="Folder with train.jsonl and validation.jsonl.")],
+    chain: ChainOption = "anvil",
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+    dev_account: DevAccountOption = 1,
+    contract: ContractOption = None,
+    ipfs: Annotated[str, typer.Option(help="embedded[:PATH] | ipfs[:MULTIADDR]")] = "embedded",
+    model: Annotated[
+        Path | None, typer.Option(help="Local base model (else fetched by CID).")
+    ] = None,
+    spec: Annotated[Path | None, typer.Option(help="The task's LoRA spec JSON.")] = None,
+    stake: Annotated[float, typer.Option(help="Stake in ether when registering.")] = 0.5,
+    steps: Annotated[int, typer.Option(help="Local training steps per round.")] = 40,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    behaviour: Annotated[str, typer.Option(help="honest | free-rider (zero update).")] = "honest",
+) -> None:
+    """Run one edge: register, then train, commit, reveal, validate and vote every round."""
+    connection = _connect(chain, rpc_url, keystore)
+    client = _client(connection, contract, dev_account)
+    settings = AgentSettings(
+        stake=int(stake * WEI_PER_ETHER),
+        train=TrainConfig(steps=steps, seed=seed),
+        behaviour=behaviour,  # type: ignore[arg-type]
+    )
+    adapter_spec = AdapterSpec.from_json(spec.read_text()) if spec else None
+    edge = build_agent(
+        client,
+        task,
+        open_store(ipfs),
+        data,
+        settings,
+        adapter_spec,
+        model,
+        log=lambda line: console.print(f"[{client.sender_address[:10]}] {line}"),
+    )
+    edge.run()
+    console.print(f"task {task} is over; owed {client.owed(client.sender_address) / 1e18:.6f} ETH")
+
+
+@app.command("federation")
+@one_line_errors
+def federation_command(
+    edges: Annotated[int, typer.Option(help="Number of edges.")] = 3,
+    rounds: Annotated[int, typer.Option(help="Number of rounds.")] = 3,
+    free_riders: Annotated[int, typer.Option(help="Edges that submit zero updates.")] = 0,
+    steps: Annotated[int, typer.Option(help="Local training steps per round.")] = 60,
+    model: Annotated[str, typer.Option(help="tiny | smollm2 | path to a model folder")] = "tiny",
+    chain: Annotated[
+        str, typer.Option(help="anvil (processes) | embedded (one process)")
+    ] = "anvil",
+    port: PortOption = DEFAULT_PORT,
+    ipfs: Annotated[str, typer.Option(help="embedded | ipfs[:MULTIADDR]")] = "embedded",
+    plot: Annotated[Path, typer.Option(help="Where to write the rewards figure.")] = Path(
+        ".edgetune/federation/rewards.png"
+    ),
+) -> None:
+    """Run a whole federation locally: deploy, publish a task, N edges with non-IID data."""
+    config = FederationConfig(
+        edges=edges,
+        rounds=rounds,
+        free_riders=free_riders,
+        train=TrainConfig(steps=steps),
+        model_dir=_model_dir(model),
+        store=ipfs,
+    )
+    if chain == "embedded":
+        result = run_in_process(config, log=console.print)
+        history = load_history(result.owner, result.task.task_id, result.deployment_block)
+    else:
+        node = AnvilNode(port=port)
+        node.start()
+        connection = connect("anvil", url=node.url)
+        record = run_processes(config, connection, node.url)
+        client = EdgeTuneClient(
+            connection, record.contract, load_artifact(CONTRACT_NAME).abi, connection.accounts[0]
+        )
+        history = load_history(client, record.task_id, record.from_block)
+    console.print(rounds_table(history), edges_table(history))
+    console.print(f"rewards figure: {plot_rewards(history, plot)}")
+
+
+@app.command("rewards")
+@one_line_errors
+def rewards_command(
+    task: Annotated[
+        int | None, typer.Option(help="Task id (default: the last federation).")
+    ] = None,
+    chain: ChainOption = "anvil",
+    rpc_url: RpcUrlOption = None,
+    contract: ContractOption = None,
+    from_block: Annotated[int, typer.Option(help="First block to read events from.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Also write a PNG figure here.")] = None,
+) -> None:
+    """Who earned what, rebuilt from on-chain state and events only."""
+    if task is None:
+        record = RunRecord.load()
+        task, contract, rpc_url = (
+            record.task_id,
+            contract or record.contract,
+            rpc_url or record.rpc_url,
+        )
+    connection = _connect(chain, rpc_url, None)
+    history = load_history(_client(connection, contract, 0), task, from_block)
+    if as_json:
+        print(history_json(history))
+    else:
+        console.print(rounds_table(history), edges_table(history))
+    if plot:
+        console.print(f"figure written to {plot_rewards(history, plot)}")
+
+
+@app.command("withdraw")
+@one_line_errors
+def withdraw_command(
+    chain: ChainOption = "anvil",
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+    dev_account: DevAccountOption = 1,
+    contract: ContractOption = None,
+    release_task: Annotated[
+        int | None, typer.Option("--release-stake", help="First release the stake of this task.")
+    ] = None,
+) -> None:
+    """Pay out everything the contract owes this account (rewards, released stakes, refunds)."""
+    client = _client(_connect(chain, rpc_url, keystore), contract, dev_account)
+    if release_task is not None:
+        client.release_stake(release_task)
+    owed = client.owed(client.sender_address)
+    client.withdraw()
+    console.print(f"withdrew {owed / WEI_PER_ETHER:.6f} ETH to {client.sender_address}")
+
+
+def _model_dir(model: str) -> Path | None:
+    if model == "tiny":
+        return None
+    if model == "smollm2":
+        return prepare_smollm2()
+    return Path(model)
+
+
+if __name__ == "__main__":
+    app()

@@ -3,7 +3,6 @@ node_modules and tooling linked in) so tests never touch the real contracts/, bu
 .edgetune/, and free ports for nodes."""
 
 import shutil
-import socket
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,10 +55,3 @@ def make_project(root: Path) -> Path:
     (root / "python").symlink_to(REPO / "python")  # hardhat.config.js reads solc_settings.json
     shutil.copy(REPO / "hardhat.config.js", root / "hardhat.config.js")
     return root
-
-
-def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -10,7 +10,7 @@ from edgetune.chain.compiler import compile_contracts
 from edgetune.chain.connect import Chain, ErrorDecoder, connect, send
 from edgetune.chain.errors import ChainError, ChainUnavailable, TransactionReverted
 
-from .helpers import free_port
+from ..ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from edgetune.chain.errors import KeyNotConfigured, NodeError
 from edgetune.chain.nodes import AnvilNode, HardhatNode, rpc_answers
 from edgetune.cli import app
 
-from .helpers import free_port
+from ..ports import free_port
 
 pytestmark = pytest.mark.anvil
 

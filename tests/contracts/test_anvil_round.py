@@ -11,7 +11,7 @@ from edgetune.chain.deploy import deploy
 from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.types import BPS, Ballot, Phase, RewardKind
 
-from ..chain.helpers import free_port
+from ..ports import free_port
 from .rounds import ETHER, TaskHarness, h
 
 pytestmark = pytest.mark.anvil

@@ -1,6 +1,5 @@
 """open_store specs, and a clear one-line error when the IPFS node is not there."""
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,8 @@ from edgetune.storage import (
     open_store,
     parse_store_spec,
 )
+
+from ..ports import free_port
 
 
 @pytest.mark.parametrize(
@@ -45,15 +46,9 @@ def test_open_store_picks_backend(tmp_path: Path) -> None:
     assert isinstance(node, IpfsStore) and node.address == "/ip4/127.0.0.1/tcp/5001"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("operation", ["put", "get"])
 def test_unreachable_node_is_one_clear_line(operation: str) -> None:
-    address = f"/ip4/127.0.0.1/tcp/{_free_port()}"
+    address = f"/ip4/127.0.0.1/tcp/{free_port()}"
     store = IpfsStore(address, timeout=5)
     with pytest.raises(StorageUnavailable) as caught:
         if operation == "put":
@@ -66,6 +61,6 @@ def test_unreachable_node_is_one_clear_line(operation: str) -> None:
 
 
 def test_ipfs_get_refuses_a_non_cid_before_calling_the_node() -> None:
-    store = IpfsStore(f"/ip4/127.0.0.1/tcp/{_free_port()}")
+    store = IpfsStore(f"/ip4/127.0.0.1/tcp/{free_port()}")
     with pytest.raises(InvalidCid, match="not a CID"):
         store.get("notacid")

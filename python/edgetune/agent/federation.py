@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgetune.agent.edge import AgentSettings, EdgeAgent, RoundTimings
+from edgetune.agent.launch import build_agent
 from edgetune.agent.publish import PublishedTask, publish_task
-from edgetune.agent.state import AgentState
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect
 from edgetune.chain.deploy import deploy
@@ -22,10 +22,8 @@ from edgetune.learning import (
     AdapterSpec,
     Example,
     TrainConfig,
-    attach_adapter,
     ensure_tiny_model,
     evaluate,
-    load_base_model,
     load_jsonl,
     save_jsonl,
     shard_non_iid,
@@ -150,28 +148,27 @@ def _agent(
     index: int,
     log: Callable[[str], None],
 ) -> EdgeAgent:
-    adapted = attach_adapter(
-        load_base_model(task.model_dir, task.config.base_model_hash), task.spec
-    )
-    behaviour = "free-rider" if index >= config.edges - config.free_riders else "honest"
-    settings = AgentSettings(
-        stake=int(config.stake_ether * ETHER),
-        train=replace(config.train, seed=config.train.seed + 100 * index),
-        shapley=config.shapley,
-        behaviour=behaviour,
-    )
-    state = AgentState(data.directory / "agent-state.json", task.task_id, client.sender_address)
-    name = f"edge {index}" + (" (free rider)" if behaviour == "free-rider" else "")
-    return EdgeAgent(
+    settings = edge_settings(config, index)
+    name = f"edge {index}" + (" (free rider)" if settings.behaviour == "free-rider" else "")
+    return build_agent(
         client,
         task.task_id,
         store,
-        adapted,
-        data.train,
-        data.validation,
-        state,
+        data.directory,
         settings,
+        task.spec,
+        task.model_dir,
         log=lambda message: log(f"[{name}] {message}"),
+    )
+
+
+def edge_settings(config: FederationConfig, index: int) -> AgentSettings:
+    """Edge `index`'s settings: its own training seed; the last `free_riders` edges free-ride."""
+    return AgentSettings(
+        stake=int(config.stake_ether * ETHER),
+        train=replace(config.train, seed=config.train.seed + 100 * index),
+        shapley=config.shapley,
+        behaviour="free-rider" if index >= config.edges - config.free_riders else "honest",
     )
 
 

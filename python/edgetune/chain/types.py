@@ -56,7 +56,7 @@ class TaskConfig:
     initial_global_cid: str
     rounds: int = 3
     max_edges: int = 8
-    quorum_bps: int = 6667
+    quorum_bps: int = 6666  # two of three equal stakes (6666.7 bps) must be enough
     min_turnout_bps: int = 5000
     validator_share_bps: int = 2000
     registration_blocks: int = 50

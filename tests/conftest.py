@@ -1,4 +1,5 @@
-"""A real IPFS node for the `ipfs`-marked tests, started once per session by scripts/ipfs-node.
+"""Shared fixtures. A real IPFS node for the `ipfs`-marked tests (storage, and the federation on
+separate processes), started once per session by scripts/ipfs-node.
 
 It runs on free ports with its own temporary repo, so a node the user runs (port 5001,
 .edgetune/ipfs-repo) is left alone. If no node can be started the tests skip, unless
@@ -9,7 +10,6 @@ Without that variable a missing js-ipfs is not installed (minutes, ~290 MB); run
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,15 +18,11 @@ import pytest
 
 from edgetune.storage import IpfsStore
 
-ROOT = Path(__file__).resolve().parents[2]
+from .ports import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "ipfs-node"
 JS_BIN = ROOT / ".edgetune" / "js-ipfs" / "node_modules" / ".bin" / "jsipfs"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _give_up(reason: str) -> None:
@@ -43,9 +39,9 @@ def ipfs_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpfsStore]:
         pytest.skip("no IPFS node installed (run scripts/ipfs-node install)")
     env = {
         **os.environ,
-        "EDGETUNE_IPFS_API_PORT": str(_free_port()),
-        "EDGETUNE_IPFS_GATEWAY_PORT": str(_free_port()),
-        "EDGETUNE_IPFS_RPC_PORT": str(_free_port()),
+        "EDGETUNE_IPFS_API_PORT": str(free_port()),
+        "EDGETUNE_IPFS_GATEWAY_PORT": str(free_port()),
+        "EDGETUNE_IPFS_RPC_PORT": str(free_port()),
         "EDGETUNE_IPFS_REPO": str(tmp_path_factory.mktemp("ipfs-repo")),
     }
     try:
