@@ -213,7 +213,9 @@ def agent_command(
     stake: Annotated[float, typer.Option(help="Stake in ether when registering.")] = 0.5,
     steps: Annotated[int, typer.Option(help="Local training steps per round.")] = 40,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
-    behaviour: Annotated[str, typer.Option(help="honest | free-rider (zero update).")] = "honest",
+    behaviour: Annotated[
+        str, typer.Option(help="honest | free-rider (zero update) | poisoner (noise), for tests.")
+    ] = "honest",
 ) -> None:
     """Run one edge: register, then train, commit, reveal, validate and vote every round."""
     connection = _connect(chain, rpc_url, keystore)
@@ -244,6 +246,7 @@ def federation_command(
     edges: Annotated[int, typer.Option(help="Number of edges.")] = 3,
     rounds: Annotated[int, typer.Option(help="Number of rounds.")] = 3,
     free_riders: Annotated[int, typer.Option(help="Edges that submit zero updates.")] = 0,
+    poisoners: Annotated[int, typer.Option(help="Edges that submit destructive noise.")] = 0,
     steps: Annotated[int, typer.Option(help="Local training steps per round.")] = 60,
     model: Annotated[str, typer.Option(help="tiny | smollm2 | path to a model folder")] = "tiny",
     chain: Annotated[

@@ -32,7 +32,10 @@ from edgetune.learning import (
 )
 from edgetune.storage import ContentStore, fetch_verified
 
-Behaviour = Literal["honest", "free-rider"]
+# Test and demonstration roles: a free rider resubmits the global adapter (a zero change); a
+# poisoner submits a well-formed but destructive update (large seeded noise).
+Behaviour = Literal["honest", "free-rider", "poisoner"]
+_POISON_SCALE = 10.0
 # Reverts that only mean another transaction got there first (a phase closed early, someone else
 # finalized): the next step re-reads the chain and carries on.
 _RACES = {"EdgeTuneWrongPhase", "EdgeTuneWrongRound", "EdgeTuneAlreadyCommitted"}
@@ -173,8 +176,15 @@ class EdgeAgent:
         return update
 
     def _train(self, global_adapter: dict[str, torch.Tensor], round_: int) -> dict:
-        if self.settings.behaviour == "free-rider":  # resubmits the global: a zero change
-            return {k: global_adapter[k] for k in self.adapted.shapes(trained_only=True)}
+        trained = {k: global_adapter[k] for k in self.adapted.shapes(trained_only=True)}
+        if self.settings.behaviour == "free-rider":
+            return trained
+        if self.settings.behaviour == "poisoner":
+            noise = torch.Generator().manual_seed(self.settings.train.seed + round_)
+            return {
+                k: v + _POISON_SCALE * torch.randn(v.shape, generator=noise)
+                for k, v in trained.items()
+            }
         config = replace(self.settings.train, seed=self.settings.train.seed + round_)
         return train_update(self.adapted, global_adapter, self.train_examples, config).tensors
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgetune.agent.edge import AgentSettings, EdgeAgent, RoundTimings
+from edgetune.agent.edge import AgentSettings, Behaviour, EdgeAgent, RoundTimings
 from edgetune.agent.launch import build_agent
 from edgetune.agent.publish import PublishedTask, publish_task
 from edgetune.chain.client import EdgeTuneClient
@@ -39,6 +39,12 @@ class FederationConfig:
     edges: int = 3
     rounds: int = 3
     free_riders: int = 0  # the last K edges submit zero updates (to show they earn nothing)
+    poisoners: int = 0  # the K edges before them submit destructive noise (to show exclusion)
+    # How far below zero a Shapley value may fall before a validator leaves the update out of
+    # its aggregate, in metric units (nats of loss). Large enough that honest updates' scores,
+    # which differ a little between validators' private data, never straddle it: validators
+    # that disagree on the included set split the vote (measured in bench/bench_splits.py).
+    harm_tolerance: float = 0.5
     alpha: float = 0.5  # Dirichlet concentration of each edge's class mix: small = non-IID
     train_examples: int = 600
     validation_per_class: int = 8  # each edge's own private, balanced validation set
@@ -149,7 +155,7 @@ def _agent(
     log: Callable[[str], None],
 ) -> EdgeAgent:
     settings = edge_settings(config, index)
-    name = f"edge {index}" + (" (free rider)" if settings.behaviour == "free-rider" else "")
+    name = f"edge {index}" + ("" if settings.behaviour == "honest" else f" ({settings.behaviour})")
     return build_agent(
         client,
         task.task_id,
@@ -168,8 +174,16 @@ def edge_settings(config: FederationConfig, index: int) -> AgentSettings:
         stake=int(config.stake_ether * ETHER),
         train=replace(config.train, seed=config.train.seed + 100 * index),
         shapley=config.shapley,
-        behaviour="free-rider" if index >= config.edges - config.free_riders else "honest",
+        behaviour=_behaviour(config, index),
     )
+
+
+def _behaviour(config: FederationConfig, index: int) -> Behaviour:
+    if index >= config.edges - config.free_riders:
+        return "free-rider"
+    if index >= config.edges - config.free_riders - config.poisoners:
+        return "poisoner"
+    return "honest"
 
 
 def _drive(
