@@ -74,6 +74,12 @@ contract EdgeTune is IEdgeTune, ReentrancyGuard {
         int32[] scores;
     }
 
+    struct WinningBallots {
+        address[] voters;
+        uint128[] stakes;
+        int32[][] scores;
+    }
+
     struct Candidate {
         uint256 validMask;
         uint256 includedMask;
@@ -306,8 +312,9 @@ contract EdgeTune is IEdgeTune, ReentrancyGuard {
             task.globalHash = winner.aggregateHash;
             task.globalCid = winner.aggregateCid;
             uint256 trainerPool = (budget * (_BPS - task.config.validatorShareBps)) / _BPS;
-            paid = _payTrainers(taskId, round, rd, winner.includedMask, trainerPool);
-            paid += _payValidators(taskId, round, rd, budget - trainerPool);
+            WinningBallots memory winners = _winningBallots(taskId, round, rd);
+            paid = _payTrainers(taskId, round, rd.revealers, winner.includedMask, trainerPool, winners);
+            paid += _payValidators(taskId, round, winners.voters, budget - trainerPool);
         }
         task.pool -= paid;
         task.carry = budget - paid;
@@ -540,45 +547,72 @@ contract EdgeTune is IEdgeTune, ReentrancyGuard {
         return quorum && turnout;
     }
 
+    /// @dev The voters that approved the winning candidate, with their stakes and scores, read
+    /// from storage once: the medians below visit every (update, voter) pair.
+    function _winningBallots(uint256 taskId, uint16 round, Round storage rd)
+        private
+        view
+        returns (WinningBallots memory winners)
+    {
+        address[] memory voters = rd.voters;
+        uint256 count = 0;
+        winners.voters = new address[](voters.length);
+        winners.stakes = new uint128[](voters.length);
+        winners.scores = new int32[][](voters.length);
+        for (uint256 v = 0; v < voters.length; ++v) {
+            Submission storage sub = _submissions[taskId][round][voters[v]];
+            if (!sub.voteRevealed || !sub.approve || sub.candidate != rd.leader) continue;
+            winners.voters[count] = voters[v];
+            winners.stakes[count] = _edges[taskId][voters[v]].stake;
+            winners.scores[count] = sub.scores;
+            ++count;
+        }
+        address[] memory filled = winners.voters;
+        assembly ("memory-safe") {
+            mstore(filled, count) // shrink to the entries filled; memory past it is simply unused
+        }
+    }
+
     /// @dev Pays each included update in proportion to its contribution: the stake-weighted median
     /// of the winning voters' scores for it, its own author's score excluded, floored at zero.
-    function _payTrainers(uint256 taskId, uint16 round, Round storage rd, uint256 includedMask, uint256 pool)
-        private
-        returns (uint256 paid)
-    {
-        uint256[] memory contributions = new uint256[](rd.reveals);
+    function _payTrainers(
+        uint256 taskId,
+        uint16 round,
+        address[] storage revealers,
+        uint256 includedMask,
+        uint256 pool,
+        WinningBallots memory winners
+    ) private returns (uint256 paid) {
+        uint256[] memory contributions = new uint256[](revealers.length);
         uint256 total = 0;
-        for (uint256 i = 0; i < rd.reveals; ++i) {
+        for (uint256 i = 0; i < revealers.length; ++i) {
             if (includedMask & (uint256(1) << i) == 0) continue;
-            int32 median = _medianScore(taskId, round, rd, i);
-            emit ContributionScored(taskId, round, rd.revealers[i], median);
+            int32 median = _medianScore(revealers[i], i, winners);
+            emit ContributionScored(taskId, round, revealers[i], median);
             if (median > 0) {
                 contributions[i] = uint256(uint32(median));
                 total += contributions[i];
             }
         }
         if (total == 0) return 0;
-        for (uint256 i = 0; i < rd.reveals; ++i) {
+        for (uint256 i = 0; i < revealers.length; ++i) {
             if (contributions[i] == 0) continue;
             uint256 amount = (pool * contributions[i]) / total;
             paid += amount;
-            _credit(taskId, round, rd.revealers[i], RewardKind.Trainer, amount);
+            _credit(taskId, round, revealers[i], RewardKind.Trainer, amount);
         }
     }
 
-    function _medianScore(uint256 taskId, uint16 round, Round storage rd, uint256 index)
+    function _medianScore(address author, uint256 index, WinningBallots memory winners)
         private
-        view
+        pure
         returns (int32)
     {
-        address author = rd.revealers[index];
-        uint256[] memory packed = new uint256[](rd.voters.length);
+        uint256[] memory packed = new uint256[](winners.voters.length);
         uint256 count = 0;
-        for (uint256 v = 0; v < rd.voters.length; ++v) {
-            address voter = rd.voters[v];
-            if (voter == author || !_votedForLeader(taskId, round, rd, voter)) continue;
-            int32 score = _submissions[taskId][round][voter].scores[index];
-            packed[count++] = WeightedMedian.pack(score, _edges[taskId][voter].stake);
+        for (uint256 v = 0; v < winners.voters.length; ++v) {
+            if (winners.voters[v] == author) continue;
+            packed[count++] = WeightedMedian.pack(winners.scores[v][index], winners.stakes[v]);
         }
         assembly ("memory-safe") {
             mstore(packed, count) // shrink to the entries filled; memory past it is simply unused
@@ -586,29 +620,15 @@ contract EdgeTune is IEdgeTune, ReentrancyGuard {
         return WeightedMedian.lowerMedian(packed);
     }
 
-    function _votedForLeader(uint256 taskId, uint16 round, Round storage rd, address voter)
-        private
-        view
-        returns (bool)
-    {
-        Submission storage sub = _submissions[taskId][round][voter];
-        return sub.voteRevealed && sub.approve && sub.candidate == rd.leader;
-    }
-
     /// @dev Splits the validator pool equally among the voters that approved the winning candidate.
-    function _payValidators(uint256 taskId, uint16 round, Round storage rd, uint256 pool)
+    function _payValidators(uint256 taskId, uint16 round, address[] memory winners, uint256 pool)
         private
         returns (uint256 paid)
     {
-        uint256 winners = 0;
-        for (uint256 v = 0; v < rd.voters.length; ++v) {
-            if (_votedForLeader(taskId, round, rd, rd.voters[v])) ++winners;
-        }
-        if (winners == 0) return 0;
-        uint256 share = pool / winners;
-        for (uint256 v = 0; v < rd.voters.length; ++v) {
-            if (!_votedForLeader(taskId, round, rd, rd.voters[v])) continue;
-            _credit(taskId, round, rd.voters[v], RewardKind.Validator, share);
+        if (winners.length == 0) return 0;
+        uint256 share = pool / winners.length;
+        for (uint256 v = 0; v < winners.length; ++v) {
+            _credit(taskId, round, winners[v], RewardKind.Validator, share);
             paid += share;
         }
     }
