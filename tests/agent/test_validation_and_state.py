@@ -58,12 +58,6 @@ def test_no_valid_update_means_no_approval_and_an_unchanged_model():
 def test_aggregate_weights_by_samples_in_reveal_order():
     verdict = judge([update(1.0, 0.0), update(0.0, 1.0)], [3, 1])
     assert verdict.aggregate_bytes == adapter_to_bytes(update(0.75, 0.25))
-    assert (
-        hashlib.sha256(verdict.aggregate_bytes).digest()
-        == hashlib.sha256(
-            adapter_to_bytes({"w.lora_B.weight": torch.tensor([0.75, 0.25])})
-        ).digest()
-    )
 
 
 def test_state_survives_a_new_process_and_refuses_another_edges_file(tmp_path):
