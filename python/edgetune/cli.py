@@ -26,7 +26,13 @@ from edgetune.chain.types import TaskConfig
 from edgetune.errors import EdgetuneError
 from edgetune.learning import AdapterSpec, TrainConfig, prepare_smollm2
 from edgetune.storage import open_store
-from edgetune.views import edges_table, history_json, plot_rewards, rounds_table
+from edgetune.views import (
+    edges_table,
+    history_json,
+    plot_rewards,
+    rounds_table,
+    timings_table,
+)
 
 app = typer.Typer(
     help="Edge servers fine-tune one shared model together, coordinated and paid on chain.",
@@ -237,6 +243,7 @@ def agent_command(
         log=lambda line: console.print(f"[{client.sender_address[:10]}] {line}"),
     )
     edge.run()
+    console.print(timings_table(edge.timings, f"edge {client.sender_address}: time per round"))
     console.print(f"task {task} is over; owed {client.owed(client.sender_address) / 1e18:.6f} ETH")
 
 
@@ -270,6 +277,7 @@ def federation_command(
     if chain == "embedded":
         result = run_in_process(config, log=console.print)
         history = load_history(result.owner, result.task.task_id, result.deployment_block)
+        console.print(timings_table(result.timings, "time per round, summed over edges"))
     else:
         node = AnvilNode(port=port)
         node.start()

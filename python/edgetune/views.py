@@ -126,3 +126,15 @@ def plot_rewards(history: TaskHistory, path: Path) -> Path:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def timings_table(timings: dict, title: str) -> Table:
+    """Seconds per round spent training, on the content store, on chain, and scoring (Shapley)."""
+    table = Table(title=title)
+    for column in ("round", "training (s)", "storage (s)", "chain (s)", "shapley (s)"):
+        table.add_column(column, justify="right")
+    for round_, t in sorted(timings.items()):
+        table.add_row(
+            str(round_), *(f"{v:.2f}" for v in (t.training, t.storage, t.chain, t.shapley))
+        )
+    return table
