@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Group
 from rich.live import Live
+from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
 from edgetune.agent.federation import FederationConfig, edge_settings, prepare_edge_data
@@ -23,6 +24,7 @@ from edgetune.agent.publish import PublishedTask, publish_task
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain
 from edgetune.chain.deploy import deploy, save_deployment
+from edgetune.chain.history import TaskHistory, load_history
 from edgetune.chain.types import Phase
 from edgetune.errors import EdgetuneError
 from edgetune.learning import (
@@ -66,6 +68,8 @@ class RunRecord:
 @dataclass
 class EdgeProcess:
     index: int
+    address: str
+    behaviour: str
     command: list[str]
     log_path: Path
     process: subprocess.Popen | None = None
@@ -142,7 +146,13 @@ def launch(config: FederationConfig, chain: Chain, url: str):
     (config.workdir / "adapter-spec.json").write_text(config.spec.to_json())
     _, test = prepare_edge_data(config)
     edges = [
-        EdgeProcess(i, agent_command(config, i, task, owner, url), config.workdir / f"edge-{i}.log")
+        EdgeProcess(
+            i,
+            chain.accounts[i + 1].address,
+            edge_settings(config, i).behaviour,
+            agent_command(config, i, task, owner, url),
+            config.workdir / f"edge-{i}.log",
+        )
         for i in range(config.edges)
     ]
     return owner, deployment, task, edges, Watcher(chain, owner, task, edges, test, store)
@@ -178,8 +188,11 @@ class Watcher:
         self.chain, self.owner, self.task, self.edges = chain, owner, task, edges
         self.test, self.store = test, store
         self.adapted = attach_adapter(load_base_model(task.model_dir), task.spec)
-        self.rows: dict[int, dict] = {}
+        self.live: dict[int, dict] = {}  # round -> what the status poll showed last
+        self.history: TaskHistory | None = None
         self.metrics: dict[int, tuple[float, float]] = {}
+        self.progress = Progress(*Progress.get_default_columns(), TimeElapsedColumn())
+        self.bar = self.progress.add_task("rounds finalized", total=task.config.rounds)
 
     def watch(self, on_tick: Callable[[], None], timeout_s: float = 3600) -> None:
         deadline = time.monotonic() + timeout_s
@@ -199,56 +212,64 @@ class Watcher:
         raise FederationFailed(f"task {self.task.task_id} did not finish within {timeout_s:.0f} s")
 
     def _record(self, status) -> None:
-        row = self.rows.setdefault(status.round, {})
-        row.update(
-            phase=status.phase.name,
-            commits=status.commits,
-            reveals=status.reveals,
-            votes=f"{status.vote_reveals}/{status.vote_commits}",
-        )
-        for event in self._finalized():
-            done = self.rows.setdefault(event.round, {})
-            done.update(phase="ACCEPTED" if event.accepted else "REJECTED", paid=event.paid)
-            if event.round not in self.metrics:
-                self.metrics[event.round] = self._evaluate(event.globalCid, event.globalHash)
+        self.live[status.round] = {
+            "phase": status.phase.name,
+            "updates": f"{status.reveals}/{status.commits}",
+            "votes": f"{status.vote_reveals}/{status.vote_commits}",
+        }
+        self.history = load_history(self.owner, self.task.task_id)
+        for done in self.history.rounds:
+            if done.round not in self.metrics:
+                self.metrics[done.round] = self._evaluate(done.global_cid, done.global_hash)
+        self.progress.update(self.bar, completed=len(self.history.rounds))
 
-    def _finalized(self) -> list:
-        event = self.owner.contract.events.RoundFinalized()
-        logs = event.get_logs(from_block=0, argument_filters={"taskId": self.task.task_id})
-        return [log.args for log in logs]
-
-    def _evaluate(self, cid: str, digest: bytes) -> tuple[float, float]:
+    def _evaluate(self, cid: str, digest: str) -> tuple[float, float]:
         data = fetch_verified(self.store, cid, digest)
         adapter = adapter_from_bytes(data, self.adapted.shapes())
         result = evaluate(self.adapted, self.test, adapter)
         return result.loss, result.accuracy or 0.0
 
     def view(self) -> Group:
-        rounds = Table(title=f"task {self.task.task_id}: federation of {len(self.edges)} edges")
-        for column in (
+        return Group(self.progress, self._rounds_table(), self._edges_table())
+
+    def _rounds_table(self) -> Table:
+        table = Table(title=f"task {self.task.task_id}: {len(self.edges)} edges")
+        columns = (
             "round",
-            "phase",
-            "updates",
-            "revealed",
-            "votes",
+            "phase / outcome",
+            "updates revealed",
+            "votes revealed",
             "paid (ETH)",
             "test loss",
-            "test acc",
-        ):
-            rounds.add_column(column, justify="right")
-        for round_, row in sorted(self.rows.items()):
+            "test accuracy",
+        )
+        for column in columns:
+            table.add_column(column, justify="right")
+        finalized = {r.round: r for r in self.history.rounds} if self.history else {}
+        for round_, row in sorted(self.live.items()):
+            done = finalized.get(round_)
             loss, accuracy = self.metrics.get(round_, (None, None))
-            rounds.add_row(
+            table.add_row(
                 str(round_),
-                row.get("phase", ""),
-                str(row.get("commits", "")),
-                str(row.get("reveals", "")),
-                row.get("votes", ""),
-                f"{row['paid'] / ETHER:.4f}" if "paid" in row else "",
+                ("accepted" if done.accepted else "rejected") if done else row["phase"],
+                f"{done.updates}" if done else row["updates"],
+                f"{done.votes}" if done else row["votes"],
+                f"{done.paid / ETHER:.4f}" if done else "",
                 f"{loss:.4f}" if loss is not None else "",
                 f"{accuracy:.3f}" if accuracy is not None else "",
             )
-        agents = Table(show_header=False, box=None)
+        return table
+
+    def _edges_table(self) -> Table:
+        table = Table(box=None)
+        for column in ("edge", "median Shapley score by round", "earned (ETH)", "last log line"):
+            table.add_column(column)
+        records = {e.address: e for e in self.history.edges} if self.history else {}
         for edge in self.edges:
-            agents.add_row(f"edge {edge.index}", edge.last_line())
-        return Group(rounds, agents)
+            record = records.get(edge.address)
+            scores = (
+                " ".join(f"{s:+.3f}" for _, s in sorted(record.scores.items())) if record else ""
+            )
+            earned = f"{record.earned / ETHER:.4f}" if record else ""
+            table.add_row(f"{edge.index} {edge.behaviour}", scores, earned, edge.last_line())
+        return table
