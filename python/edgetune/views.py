@@ -106,16 +106,16 @@ def plot_rewards(history: TaskHistory, path: Path) -> Path:
     rounds = [r.round for r in history.rounds]
     figure, (cumulative, scatter) = plt.subplots(1, 2, figsize=(11, 4.2))
     for edge in history.edges:
-        running, series = 0, []
+        running, series = 0, [0.0]
         for round_ in rounds:
             running += edge.earned_in(round_)
             series.append(running / ETHER)
         label = edge.address[:10]
-        cumulative.plot(rounds, series, marker="o", label=label)
+        cumulative.plot([0, *rounds], series, marker="o", label=label)
         points = [(s, edge.trainer_reward.get(r, 0) / ETHER) for r, s in edge.scores.items()]
         if points:
             scatter.scatter(*zip(*points, strict=True), label=label)
-    cumulative.set(title="cumulative reward", xlabel="round", ylabel="ETH", xticks=rounds)
+    cumulative.set(title="cumulative reward", xlabel="round", ylabel="ETH", xticks=[0, *rounds])
     scatter.set(
         title="trainer reward vs median Shapley score",
         xlabel="median score",
