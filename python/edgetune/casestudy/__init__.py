@@ -1,0 +1,1 @@
+"""The medical case study: synthetic chest X-rays, diagnostic dialogues and a vision-language model."""

@@ -1,0 +1,394 @@
+"""A LLaVA-style vision-language model built from transformers' own classes.
+
+The tiny offline default is a `LlavaForConditionalGeneration`: a small CLIP vision tower trained
+from scratch, LLaVA's two-layer projector, and the project's tiny Llama as the language model
+(its weights reused, plus one `<image>` token). Everything downstream goes through
+`LlavaProcessor` and the processor's chat template, so a real pretrained LLaVA folder given by
+path takes the same code path.
+
+Grayscale radiographs are replicated to three channels (what any pretrained RGB tower expects).
+
+Edges fine-tune LoRA on the language model's attention only. The adapter spec names each
+target module by its full path under `language_model`, so the vision tower's own
+`q_proj`/`k_proj`/`v_proj` are never touched and the spec hash says exactly what is adapted.
+The projector is not adapted: it is a dense layer, so averaging it would be plain FedAvg, not
+the exact B-only aggregation the protocol relies on. It stays frozen with the pinned base.
+"""
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoProcessor,
+    AutoTokenizer,
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+from edgetune.learning import (
+    AdaptedModel,
+    AdapterSpec,
+    BaseModel,
+    BaseModelMismatch,
+    DataError,
+    InvalidConfig,
+    attach_adapter,
+    base_model_hash,
+    ensure_tiny_model,
+)
+from edgetune.learning.config import AdapterMode
+from edgetune.learning.model import (
+    _offline,
+    base_model_files,
+    default_cache_dir,
+    deterministic_torch,
+)
+from edgetune.learning.train import IGNORE
+
+IMAGE_TOKEN = "<image>"
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+# Files besides weights/config/tokenizer that change behaviour: image normalisation, the number
+# of image tokens per image, and the prompt format.
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
+    "{% else %}question: {{ c['text'] }}\n{% endif %}{% endfor %}"
+    "{% else %}answer: {{ m['content'][0]['text'] }}\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}answer:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class VisionRecipe:
+    """The tiny vision tower's shape; with the language model's hash it names the cache folder."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 4
+    intermediate_size: int = 128
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise InvalidConfig(
+                f"VisionRecipe.image_size {self.image_size} is not a multiple of "
+                f"patch_size {self.patch_size}"
+            )
+
+    @property
+    def image_tokens(self) -> int:
+        """Image positions in the prompt: one per patch (the CLS output is dropped)."""
+        return (self.image_size // self.patch_size) ** 2
+
+
+class VisionSample(NamedTuple):
+    """One image with a question and its reference answer; `label` names the class if known."""
+
+    image: np.ndarray
+    question: str
+    answer: str
+    label: str | None = None
+
+
+@dataclass
+class VisionBaseModel(BaseModel):
+    """A loaded VLM: `tokenizer` is the processor's tokenizer, `processor` does images + prompts."""
+
+    processor: LlavaProcessor
+
+
+@dataclass
+class VisionAdaptedModel(AdaptedModel):
+    """`AdaptedModel` (shapes, get/set adapter) plus the processor that encodes images."""
+
+    processor: LlavaProcessor
+
+
+class EncodedRow(NamedTuple):
+    """Token ids, labels (prompt masked) and the image's pixel values of one sample."""
+
+    ids: list[int]
+    labels: list[int]
+    pixels: torch.Tensor
+
+
+def ensure_tiny_vlm(
+    cache_dir: Path | None = None, seed: int = 0, recipe: VisionRecipe | None = None
+) -> Path:
+    """Return the cached tiny VLM over the project's tiny LM, building it on first use."""
+    recipe = recipe or VisionRecipe()
+    cache_dir = cache_dir or default_cache_dir()
+    lm_dir = ensure_tiny_model(cache_dir)
+    key = {"recipe": asdict(recipe), "seed": seed, "lm": base_model_hash(lm_dir).hex()}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    dest = cache_dir / f"tiny-vlm-{digest}"
+    if not (dest / "config.json").is_file():
+        build_tiny_vlm(dest, lm_dir, seed, recipe)
+    return dest
+
+
+def build_tiny_vlm(
+    dest: Path | str,
+    language_model_dir: Path | str,
+    seed: int = 0,
+    recipe: VisionRecipe | None = None,
+) -> Path:
+    """Build a LLaVA over the causal LM in `language_model_dir`: identical bytes on every build.
+
+    The vision tower and projector are freshly initialised from `seed` (see `pretrain_projector`
+    for their training); the LM's weights are copied and its vocabulary grows by `<image>`,
+    whose embedding row is the mean of the others (no random draw, and it is overwritten by
+    image features anyway). Written to a temporary sibling and renamed.
+    """
+    recipe = recipe or VisionRecipe()
+    dest = Path(dest)
+    with _offline():
+        tokenizer = AutoTokenizer.from_pretrained(language_model_dir)
+        language_model = AutoModelForCausalLM.from_pretrained(
+            language_model_dir, dtype=torch.float32
+        )
+        text_config = AutoConfig.from_pretrained(language_model_dir)
+    tokenizer.add_special_tokens({"extra_special_tokens": [IMAGE_TOKEN]})
+    text_config.vocab_size = len(tokenizer)
+    config = LlavaConfig(
+        vision_config=_vision_config(recipe),
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_seq_length=recipe.image_tokens,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    with deterministic_torch(seed):
+        model = LlavaForConditionalGeneration(config)
+    _copy_language_model(model, language_model)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(
+            size={"height": recipe.image_size, "width": recipe.image_size},
+            do_center_crop=False,
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
+        ),
+        tokenizer=tokenizer,
+        patch_size=recipe.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=TINY_CHAT_TEMPLATE,
+    )
+    save_vlm(model, processor, dest)
+    return dest
+
+
+def save_vlm(model: LlavaForConditionalGeneration, processor: LlavaProcessor, dest: Path) -> None:
+    """Save weights and processor atomically (temporary sibling, then rename)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def vlm_hash(path: Path | str) -> bytes:
+    """`base_model_hash` extended by the processor files (`PROCESSOR_FILES`) that exist.
+
+    Same framing and order rule, so a folder without processor files hashes exactly as
+    `base_model_hash` does.
+    """
+    path = Path(path)
+    files = base_model_files(path) + [path / n for n in PROCESSOR_FILES if (path / n).is_file()]
+    digest = hashlib.sha256()
+    for file in sorted(files, key=lambda f: f.name):
+        name = file.name.encode()
+        content = file.read_bytes()
+        digest.update(len(name).to_bytes(8, "big") + name)
+        digest.update(len(content).to_bytes(8, "big") + content)
+    return digest.digest()
+
+
+def load_vlm(path: Path | str, expected_hash: bytes | None = None) -> VisionBaseModel:
+    """Load a LLaVA folder (the tiny one or a real pretrained one), refusing another hash."""
+    path = Path(path)
+    actual = vlm_hash(path)
+    if expected_hash is not None and actual != expected_hash:
+        raise BaseModelMismatch(str(path), expected_hash, actual)
+    with _offline():
+        model = LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+        processor = AutoProcessor.from_pretrained(path)
+    model.eval()
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return VisionBaseModel(model, tokenizer, path, actual, processor)
+
+
+def vlm_adapter_spec(
+    model: LlavaForConditionalGeneration,
+    rank: int = 8,
+    alpha: float = 16.0,
+    mode: AdapterMode = "ffa",
+    init_seed: int = 0,
+) -> AdapterSpec:
+    """LoRA on the language model's q/k/v/o only, each named by its path under `language_model`.
+
+    peft matches a listed name as a dotted suffix, so `language_model.layers.0.self_attn.q_proj`
+    selects that one module and never the vision tower's attention.
+    """
+    names = tuple(
+        name[name.index("language_model.") :]
+        for name, _ in model.named_modules()
+        if "language_model." in name and name.rsplit(".", 1)[-1] in ATTENTION
+    )
+    if not names:
+        raise InvalidConfig("model has no language_model attention projections to adapt")
+    return AdapterSpec(rank=rank, alpha=alpha, target_modules=names, mode=mode, init_seed=init_seed)
+
+
+def attach_vlm_adapter(base: VisionBaseModel, spec: AdapterSpec) -> VisionAdaptedModel:
+    """`attach_adapter` for a VLM; refuses a spec that reaches outside the language model."""
+    adapted = attach_adapter(base, spec)
+    outside = [
+        n
+        for n, _ in adapted.model.named_parameters()
+        if "lora_" in n and "language_model." not in n
+    ]
+    if outside:
+        raise InvalidConfig(f"AdapterSpec adapts modules outside the language model: {outside[0]}")
+    return VisionAdaptedModel(adapted.model, adapted.tokenizer, adapted.spec, base.processor)
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """A [0, 1] grayscale HxW (or HxWx3) float image as HxWx3 uint8, what processors take."""
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise DataError(f"image must be HxW or HxWx3, got shape {np.shape(image)}")
+    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+
+
+def encode_samples(
+    processor: LlavaProcessor,
+    samples: list[tuple[np.ndarray, str, str]],
+    max_length: int,
+    eos: bool = True,
+) -> list[EncodedRow]:
+    """Encode (image, question, answer) triples for training and scoring.
+
+    The prompt is the processor's chat template with one image and the question (image tokens
+    expanded by the processor); the answer is tokenised separately with a leading space (+ EOS),
+    so training, scoring and generation see the same prompt ids. An answer that does not fit
+    `max_length` is cut at the right; a prompt that does not fit is an error (image tokens must
+    stay whole).
+    """
+    tokenizer = processor.tokenizer
+    pixels = processor.image_processor([to_rgb_uint8(s[0]) for s in samples], return_tensors="pt")[
+        "pixel_values"
+    ]
+    prompts: dict[str, list[int]] = {}
+    rows = []
+    for (image, question, answer, *_), pixel in zip(samples, pixels, strict=True):
+        if question not in prompts:
+            prompts[question] = prompt_ids(processor, image, question)
+        prompt = prompts[question]
+        if len(prompt) >= max_length:
+            raise DataError(f"prompt of {len(prompt)} tokens does not fit max_length {max_length}")
+        text = answer if answer.startswith(" ") else f" {answer}"
+        response = tokenizer(text, add_special_tokens=False)["input_ids"]
+        response = ([*response, tokenizer.eos_token_id] if eos else response)[
+            : max_length - len(prompt)
+        ]
+        rows.append(EncodedRow(prompt + response, [IGNORE] * len(prompt) + response, pixel))
+    return rows
+
+
+def prompt_ids(processor: LlavaProcessor, image: np.ndarray, question: str) -> list[int]:
+    """Token ids of the generation prompt for one image and question (image tokens expanded)."""
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    ]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    encoded = processor(images=[to_rgb_uint8(image)], text=[text])
+    return list(encoded["input_ids"][0])
+
+
+def collate_rows(rows: list[EncodedRow], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ids/labels/mask plus stacked pixel values for one batch."""
+    width = max(len(r.ids) for r in rows)
+    return {
+        "input_ids": torch.tensor([r.ids + [pad_id] * (width - len(r.ids)) for r in rows]),
+        "labels": torch.tensor([r.labels + [IGNORE] * (width - len(r.labels)) for r in rows]),
+        "attention_mask": torch.tensor(
+            [[1] * len(r.ids) + [0] * (width - len(r.ids)) for r in rows]
+        ),
+        "pixel_values": torch.stack([r.pixels for r in rows]),
+    }
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Parameters of the vision tower, the projector and the language model (+ head)."""
+    counts = {"vision": 0, "projector": 0, "language": 0}
+    seen: set[int] = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen or "lora_" in name:
+            continue
+        seen.add(id(param))
+        part = (
+            "vision"
+            if "vision_tower" in name
+            else "projector"
+            if "multi_modal_projector" in name
+            else "language"
+        )
+        counts[part] += param.numel()
+    return counts
+
+
+def _vision_config(recipe: VisionRecipe) -> CLIPVisionConfig:
+    """A small CLIP vision tower (three input channels, like every pretrained one)."""
+    return CLIPVisionConfig(
+        image_size=recipe.image_size,
+        patch_size=recipe.patch_size,
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.heads,
+        projection_dim=recipe.hidden_size,
+    )
+
+
+def _copy_language_model(model: LlavaForConditionalGeneration, source: torch.nn.Module) -> None:
+    """Copy the causal LM's weights into the VLM; extra vocabulary rows get the mean embedding."""
+    state = source.model.state_dict()
+    embed = state["embed_tokens.weight"]
+    target = model.model.language_model.embed_tokens.weight
+    extra = target.shape[0] - embed.shape[0]
+    state["embed_tokens.weight"] = torch.cat([embed, embed.mean(0, keepdim=True).repeat(extra, 1)])
+    model.model.language_model.load_state_dict(state, strict=True)
+    if not model.config.tie_word_embeddings:
+        head = source.lm_head.weight
+        rows = head.mean(0, keepdim=True).repeat(extra, 1)
+        model.lm_head.weight.data.copy_(torch.cat([head, rows]))
