@@ -25,6 +25,7 @@ LATERAL_FINDINGS = frozenset({"pneumonia", "effusion", "pneumothorax"})
 SIDES: tuple[str, ...] = ("right", "left")
 CTR_RANGES: dict[bool, tuple[float, float]] = {False: (0.38, 0.46), True: (0.56, 0.68)}
 _SS = 2  # supersampling factor: thin ribs and pleural lines stay visible at 64 px
+_ZOOM = 0.88  # anatomical units per half image: the thorax fills the film as in real ones
 _REAL_PACKAGE = "pneumonia_model_package"
 
 
@@ -104,7 +105,7 @@ class _Frame:
 
     def __init__(self, n: int, anatomy: _Anatomy) -> None:
         self.n = n
-        c = (np.arange(n) + 0.5) / n * 2 - 1
+        c = ((np.arange(n) + 0.5) / n * 2 - 1) * _ZOOM
         ix, iy = np.meshgrid(c, c)
         self._cos, self._sin = np.cos(anatomy.rotation), np.sin(anatomy.rotation)
         self._shift = anatomy.shift
@@ -116,7 +117,7 @@ class _Frame:
         dx, dy = x - self._shift[0], y - self._shift[1]
         ix = self._cos * dx + self._sin * dy
         iy = -self._sin * dx + self._cos * dy
-        return (ix + 1) / 2 * self.n - 0.5, (iy + 1) / 2 * self.n - 0.5
+        return (ix / _ZOOM + 1) / 2 * self.n - 0.5, (iy / _ZOOM + 1) / 2 * self.n - 0.5
 
 
 def _box(d: np.ndarray, half: float, edge: float) -> np.ndarray:
@@ -132,7 +133,7 @@ def _segments(frame: _Frame, segs: np.ndarray, out: np.ndarray) -> None:
     n = frame.n
     px0, py0 = frame.to_pixels(segs[:, 0], segs[:, 1])
     px1, py1 = frame.to_pixels(segs[:, 2], segs[:, 3])
-    half = segs[:, 4] * n / 4
+    half = segs[:, 4] / _ZOOM * n / 4
     c0 = np.floor(np.minimum(px0, px1) - half - 1).astype(int)
     r0 = np.floor(np.minimum(py0, py1) - half - 1).astype(int)
     extent = max(np.abs(px1 - px0).max(), np.abs(py1 - py0).max()) + 2 * half.max() + 3
