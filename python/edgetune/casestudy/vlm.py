@@ -237,7 +237,8 @@ def load_vlm(path: Path | str, expected_hash: bytes | None = None) -> VisionBase
         raise BaseModelMismatch(str(path), expected_hash, actual)
     with _offline():
         model = LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
-        processor = AutoProcessor.from_pretrained(path)
+        # PIL on every machine: pixel values must not depend on whether torchvision is installed.
+        processor = AutoProcessor.from_pretrained(path, backend="pil")
     model.eval()
     tokenizer = processor.tokenizer
     if tokenizer.pad_token_id is None:
@@ -251,8 +252,10 @@ def vlm_adapter_spec(
     alpha: float = 16.0,
     mode: AdapterMode = "ffa",
     init_seed: int = 0,
+    modules: tuple[str, ...] = ATTENTION,
 ) -> AdapterSpec:
-    """LoRA on the language model's q/k/v/o only, each named by its path under `language_model`.
+    """LoRA on the language model's `modules` (default q/k/v/o), each named by its path under
+    `language_model`.
 
     peft matches a listed name as a dotted suffix, so `language_model.layers.0.self_attn.q_proj`
     selects that one module and never the vision tower's attention.
@@ -260,7 +263,7 @@ def vlm_adapter_spec(
     names = tuple(
         name[name.index("language_model.") :]
         for name, _ in model.named_modules()
-        if "language_model." in name and name.rsplit(".", 1)[-1] in ATTENTION
+        if "language_model." in name and name.rsplit(".", 1)[-1] in modules
     )
     if not names:
         raise InvalidConfig("model has no language_model attention projections to adapt")
@@ -302,7 +305,8 @@ def encode_samples(
     expanded by the processor); the answer is tokenised separately with a leading space (+ EOS),
     so training, scoring and generation see the same prompt ids. An answer that does not fit
     `max_length` is cut at the right; a prompt that does not fit is an error (image tokens must
-    stay whole).
+    stay whole). Prompt ids are reused per distinct question: the processor gives every image
+    the same number of image tokens (fixed resize).
     """
     tokenizer = processor.tokenizer
     pixels = processor.image_processor([to_rgb_uint8(s[0]) for s in samples], return_tensors="pt")[
