@@ -16,7 +16,7 @@ from edgetune.agent.publish import PublishedTask, publish_task
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect
 from edgetune.chain.deploy import deploy
-from edgetune.chain.types import TaskConfig
+from edgetune.chain.types import SCORE_SCALE, TaskConfig
 from edgetune.contribution import ShapleyConfig
 from edgetune.learning import (
     AdapterSpec,
@@ -45,6 +45,7 @@ class FederationConfig:
     # which differ a little between validators' private data, never straddle it: validators
     # that disagree on the included set split the vote (measured in bench/bench_splits.py).
     harm_tolerance: float = 0.5
+    phase_blocks: int = 30  # each phase's deadline; phases close early once every edge acted
     alpha: float = 0.5  # Dirichlet concentration of each edge's class mix: small = non-IID
     train_examples: int = 600
     validation_per_class: int = 8  # each edge's own private, balanced validation set
@@ -74,10 +75,11 @@ class FederationConfig:
             slash_non_reveal=int(self.stake_ether * ETHER) // 2,
             slash_invalid=int(self.stake_ether * ETHER),
             registration_blocks=1000,
-            commit_blocks=30,
-            reveal_blocks=30,
-            vote_commit_blocks=30,
-            vote_reveal_blocks=30,
+            commit_blocks=self.phase_blocks,
+            reveal_blocks=self.phase_blocks,
+            vote_commit_blocks=self.phase_blocks,
+            vote_reveal_blocks=self.phase_blocks,
+            harm_tolerance=round(self.harm_tolerance * SCORE_SCALE),
         )
 
 
