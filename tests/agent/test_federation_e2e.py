@@ -109,16 +109,16 @@ def test_useful_data_earns_more_than_a_zero_update(federation):
     history = load_history(federation.owner, federation.task.task_id, federation.deployment_block)
     records = {record.address: record for record in history.edges}
     assert all(records[a.address].earned > records[free_rider.address].earned for a in honest)
-    assert sum(records[free_rider.address].trainer_reward.values()) == 0
-    assert all(sum(records[a.address].trainer_reward.values()) > 0 for a in honest[:1])
+    trainer = {a: sum(r.trainer_reward.values()) for a, r in records.items()}
+    assert all(trainer[a.address] > trainer[free_rider.address] for a in honest)
     assert sum(r.earned for r in records.values()) == sum(r.paid for r in history.rounds)
-    for round_ in (1, 2):  # every validator scored the zero update at or below zero
-        revealed = federation.owner.revealed_updates(federation.task.task_id, round_)
-        index = [u.edge for u in revealed].index(free_rider.address)
-        scores = [
-            v.ballot.scores[index] for v in events(federation, "VoteRevealed") if v.round == round_
-        ]
-        assert max(scores) <= 0
+    # From the round-0 adapter every honest change helps, so diluting it can only hurt: every
+    # validator scores the zero update below zero. (Later, when honest updates overshoot,
+    # dilution can help and a zero update can score above zero: docs/protocol.md, deviation l.)
+    revealed = federation.owner.revealed_updates(federation.task.task_id, 1)
+    index = [u.edge for u in revealed].index(free_rider.address)
+    votes = [v for v in events(federation, "VoteRevealed") if v.round == 1]
+    assert max(v.ballot.scores[index] for v in votes) < 0
 
 
 def test_the_global_model_improves_on_the_held_out_test_set(federation):

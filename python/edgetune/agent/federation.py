@@ -29,6 +29,7 @@ from edgetune.learning import (
     shard_non_iid,
     triage_examples,
 )
+from edgetune.learning.config import LLAMA_ALL_LINEAR
 from edgetune.storage import ContentStore, open_store
 
 ETHER = 10**18
@@ -54,7 +55,9 @@ class FederationConfig:
     pool_ether: float = 3.0
     stake_ether: float = 0.5
     model_dir: Path | None = None  # None: the tiny model the project builds
-    spec: AdapterSpec = field(default_factory=AdapterSpec)
+    # LoRA on every linear layer: on the tiny model it reached 0.775 test accuracy after 5 rounds
+    # (4 edges, 60 steps) where attention-only LoRA reached 0.39, for 3x the training time.
+    spec: AdapterSpec = field(default_factory=lambda: AdapterSpec(target_modules=LLAMA_ALL_LINEAR))
     train: TrainConfig = field(default_factory=TrainConfig)
     shapley: ShapleyConfig = field(default_factory=ShapleyConfig)
     workdir: Path = Path(".edgetune/federation")

@@ -10,6 +10,7 @@ from edgetune.learning.errors import InvalidConfig
 
 AdapterMode = Literal["ffa", "fedit"]
 LLAMA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+LLAMA_ALL_LINEAR = (*LLAMA_ATTENTION, "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
