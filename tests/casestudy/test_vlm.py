@@ -15,6 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from edgetune.casestudy.vlm import (
+    ALL_LINEAR,
+    LM_HEAD,
     VisionSample,
     attach_vlm_adapter,
     build_tiny_vlm,
@@ -31,6 +33,7 @@ from edgetune.casestudy.vlm_train import (
     generate_answer,
     pretrain_projector,
     train_vlm_update,
+    xray_caption_pairs,
 )
 from edgetune.learning import (
     BaseModelMismatch,
@@ -215,3 +218,33 @@ def _bare(path: Path):
     """The base without LoRA, for scoring (attach with a rank-1 adapter left at B = 0)."""
     base = load_vlm(path)
     return attach_vlm_adapter(base, vlm_adapter_spec(base.model, rank=1))
+
+
+def test_head_lora_adapts_only_a_and_b_and_starts_as_the_base(pretrained: Path) -> None:
+    # The tiny LM's head rows for tokens it never saw coincide, so "D", "x", " p" can only be
+    # emitted with a head adapter; peft must not carry the tied embedding in the adapter.
+    base = load_vlm(pretrained)
+    rows = encode_samples(base.processor, spot_samples(2, seed=0), max_length=256)
+    batch = collate_rows(rows, base.tokenizer.pad_token_id)
+    with torch.no_grad():
+        reference = base.model(**batch).logits.clone()
+    adapted = attach_vlm_adapter(base, vlm_adapter_spec(base.model, modules=(*ALL_LINEAR, LM_HEAD)))
+    global0 = initial_global_adapter(adapted)
+    assert all(".lora_A." in k or ".lora_B." in k for k in global0)
+    assert any(k.startswith(f"base_model.model.{LM_HEAD}.lora_B") for k in global0)
+    adapted.set_adapter(global0)
+    with torch.no_grad():
+        assert torch.equal(adapted.model(**batch).logits, reference)
+    result = train_vlm_update(
+        adapted, global0, spot_samples(8, seed=1), TrainConfig(steps=2, batch_size=4)
+    )
+    assert result.tensors[f"base_model.model.{LM_HEAD}.lora_B.weight"].abs().sum() > 0
+
+
+def test_xray_captions_describe_signs_without_naming_a_diagnosis() -> None:
+    pairs = xray_caption_pairs(40, seed=0)
+    captions = [c for _, c in pairs]
+    assert any("wide heart" in c for c in captions) and any("clear lungs" in c for c in captions)
+    assert any("dark area" in c for c in captions) and any("bright area" in c for c in captions)
+    names = ("pneumonia", "effusion", "cardiomegaly", "pneumothorax", "normal")
+    assert not any(n in c for c in captions for n in names)

@@ -59,6 +59,14 @@ from edgetune.learning.train import IGNORE
 
 IMAGE_TOKEN = "<image>"
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+ALL_LINEAR = (*ATTENTION, "gate_proj", "up_proj", "down_proj")
+# The language model's output head (top level in LLaVA). A small LM that never saw a token in
+# pre-training leaves its head rows (tied to the embeddings) nearly identical: of the tiny LM's
+# 512, 333 point the same way (cosine > 0.9), among them "D", "x" and " p". No change to the
+# hidden states can then make one of them likelier than the other 332, so every answer that
+# needs one ("Diagnosis:", " pneumonia", ...) pays ~5 nats whatever the image shows. LoRA on
+# the head (rank-r change of the rows, B still the only exchanged part) separates them.
+LM_HEAD = "lm_head"
 # Files besides weights/config/tokenizer that change behaviour: image normalisation, the number
 # of image tokens per image, and the prompt format.
 PROCESSOR_FILES = (
@@ -255,7 +263,7 @@ def vlm_adapter_spec(
     modules: tuple[str, ...] = ATTENTION,
 ) -> AdapterSpec:
     """LoRA on the language model's `modules` (default q/k/v/o), each named by its path under
-    `language_model`.
+    `language_model`; `LM_HEAD` in `modules` also adapts the output head.
 
     peft matches a listed name as a dotted suffix, so `language_model.layers.0.self_attn.q_proj`
     selects that one module and never the vision tower's attention.
@@ -267,16 +275,25 @@ def vlm_adapter_spec(
     )
     if not names:
         raise InvalidConfig("model has no language_model attention projections to adapt")
-    return AdapterSpec(rank=rank, alpha=alpha, target_modules=names, mode=mode, init_seed=init_seed)
+    head = (LM_HEAD,) if LM_HEAD in modules else ()
+    return AdapterSpec(
+        rank=rank, alpha=alpha, target_modules=names + head, mode=mode, init_seed=init_seed
+    )
 
 
 def attach_vlm_adapter(base: VisionBaseModel, spec: AdapterSpec) -> VisionAdaptedModel:
     """`attach_adapter` for a VLM; refuses a spec that reaches outside the language model."""
     adapted = attach_adapter(base, spec)
+    # peft treats a target literally named "lm_head" as an embedding layer and then puts the
+    # whole (tied) embedding matrix into the adapter state, where the zero-B global would zero
+    # it. Once injected, the head is an ordinary LoRA layer: drop the name from the config that
+    # peft's state-dict code consults, so the adapter holds only A and B (the spec keeps it).
+    config = adapted.model.peft_config["default"]
+    config.target_modules = set(config.target_modules) - {LM_HEAD}
     outside = [
         n
         for n, _ in adapted.model.named_parameters()
-        if "lora_" in n and "language_model." not in n
+        if "lora_" in n and "language_model." not in n and f".{LM_HEAD}." not in n
     ]
     if outside:
         raise InvalidConfig(f"AdapterSpec adapts modules outside the language model: {outside[0]}")
