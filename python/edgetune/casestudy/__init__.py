@@ -1,1 +1,2 @@
-"""The medical case study: synthetic chest X-rays, diagnostic dialogues and a vision-language model."""
+"""The medical case study: synthetic chest X-rays, diagnostic dialogues and a small
+vision-language model."""
