@@ -3,6 +3,7 @@ fetches its data from them, then renders it (a rich table, or JSON with --json).
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -43,7 +44,8 @@ app.add_typer(chain_app, name="chain")
 task_app = typer.Typer(help="Create and inspect fine-tuning tasks.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
 
-console = Console()
+# Logs (make demo > file, CI) get wide tables too; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 PortOption = Annotated[int, typer.Option("--port", help="JSON-RPC port on 127.0.0.1.")]
 ChainOption = Annotated[
