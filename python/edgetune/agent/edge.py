@@ -78,8 +78,9 @@ class EdgeAgent:
         self.client, self.task_id, self.store, self.adapted = client, task_id, store, adapted
         self.train_examples, self.validation_examples = train_examples, validation_examples
         self.state, self.settings, self.log = state, settings, log
-        self.harm_tolerance = client.task_config(task_id).harm_tolerance / SCORE_SCALE
-        self.max_samples = client.task_config(task_id).max_samples
+        task = client.task_config(task_id)
+        self.harm_tolerance = task.harm_tolerance / SCORE_SCALE
+        self.max_samples = task.max_samples
         self.timings: dict[int, RoundTimings] = {}
         self.verdicts: dict[int, Verdict] = {}
 
