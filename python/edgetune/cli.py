@@ -230,8 +230,8 @@ def agent_command(
     client = _client(connection, contract, dev_account)
     settings = AgentSettings(
         stake=int(stake * WEI_PER_ETHER),
-        train=TrainConfig(steps=steps, seed=seed),
         behaviour=behaviour,  # type: ignore[arg-type]
+        seed=seed,
     )
     adapter_spec = AdapterSpec.from_json(spec.read_text()) if spec else None
     edge = build_agent(
@@ -240,6 +240,7 @@ def agent_command(
         open_store(ipfs),
         data,
         settings,
+        TrainConfig(steps=steps, seed=seed),
         adapter_spec,
         model,
         log=lambda line: console.print(f"[{client.sender_address[:10]}] {line}"),

@@ -41,8 +41,8 @@ def test_every_round_is_accepted_and_the_task_finishes(federation):
 
 def test_global_model_hash_equals_an_independent_aggregate_of_the_ipfs_bytes(federation):
     store, owner = federation.store, federation.owner
-    shapes = federation.agents[0].adapted.shapes()
-    trained = federation.agents[0].adapted.shapes(trained_only=True)
+    shapes = federation.agents[0].learner.shapes()
+    trained = federation.agents[0].learner.shapes(trained_only=True)
     previous_hash = federation.task.config.initial_global_hash
     previous_cid = federation.task.config.initial_global_cid
     votes = events(federation, "VoteRevealed")

@@ -9,27 +9,20 @@ picks up from the state file whatever it had committed to before a crash.
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
 
+from edgetune.agent.learner import Learner
 from edgetune.agent.state import AgentState, CommittedUpdate, CommittedVote
 from edgetune.agent.validation import Verdict, judge_round
 from edgetune.chain.client import ContractRevert, EdgeTuneClient
 from edgetune.chain.types import SCORE_SCALE, Phase, Status, update_commitment, vote_commitment
 from edgetune.contribution import ShapleyConfig
-from edgetune.learning import (
-    AdaptedModel,
-    Example,
-    TrainConfig,
-    adapter_from_bytes,
-    adapter_to_bytes,
-    evaluate,
-    train_update,
-)
+from edgetune.learning import adapter_from_bytes, adapter_to_bytes
 from edgetune.storage import ContentStore, fetch_verified
 
 # Test and demonstration roles: a free rider resubmits the global adapter (a zero change); a
@@ -44,10 +37,9 @@ _RACES = {"EdgeTuneWrongPhase", "EdgeTuneWrongRound", "EdgeTuneAlreadyCommitted"
 @dataclass
 class AgentSettings:
     stake: int
-    train: TrainConfig = field(default_factory=TrainConfig)
     shapley: ShapleyConfig = field(default_factory=ShapleyConfig)
     behaviour: Behaviour = "honest"
-    metric: Literal["loss", "accuracy"] = "loss"  # the Shapley utility: smooth loss by default
+    seed: int = 0  # of the poisoner's noise
     poll_min_s: float = 0.05
     poll_max_s: float = 2.0
 
@@ -68,15 +60,12 @@ class EdgeAgent:
         client: EdgeTuneClient,
         task_id: int,
         store: ContentStore,
-        adapted: AdaptedModel,
-        train_examples: Sequence[Example],
-        validation_examples: Sequence[Example],
+        learner: Learner,
         state: AgentState,
         settings: AgentSettings,
         log: Callable[[str], None] = print,
     ) -> None:
-        self.client, self.task_id, self.store, self.adapted = client, task_id, store, adapted
-        self.train_examples, self.validation_examples = train_examples, validation_examples
+        self.client, self.task_id, self.store, self.learner = client, task_id, store, learner
         self.state, self.settings, self.log = state, settings, log
         task = client.task_config(task_id)
         self.harm_tolerance = task.harm_tolerance / SCORE_SCALE
@@ -170,24 +159,23 @@ class EdgeAgent:
         update = CommittedUpdate(
             update_hash=hashlib.sha256(data).hexdigest(),
             cid=cid,
-            samples=min(len(self.train_examples), self.max_samples),
+            samples=min(self.learner.samples, self.max_samples),
             salt=secrets.token_bytes(32).hex(),
         )
         self.state.save_update(round_, update)  # before the commit transaction: see state.py
         return update
 
     def _train(self, global_adapter: dict[str, torch.Tensor], round_: int) -> dict:
-        trained = {k: global_adapter[k] for k in self.adapted.shapes(trained_only=True)}
+        trained = {k: global_adapter[k] for k in self.learner.shapes(trained_only=True)}
         if self.settings.behaviour == "free-rider":
             return trained
         if self.settings.behaviour == "poisoner":
-            noise = torch.Generator().manual_seed(self.settings.train.seed + round_)
+            noise = torch.Generator().manual_seed(self.settings.seed + round_)
             return {
                 k: v + _POISON_SCALE * torch.randn(v.shape, generator=noise)
                 for k, v in trained.items()
             }
-        config = replace(self.settings.train, seed=self.settings.train.seed + round_)
-        return train_update(self.adapted, global_adapter, self.train_examples, config).tensors
+        return self.learner.train(global_adapter, round_)
 
     def _reveal_update(self, status: Status) -> None:
         round_ = status.round
@@ -228,7 +216,7 @@ class EdgeAgent:
         global_adapter = self.fetch_global(status)
         with self._spending("chain", round_):
             revealed = self.client.revealed_updates(self.task_id, round_)
-        trained_shapes = self.adapted.shapes(trained_only=True)
+        trained_shapes = self.learner.shapes(trained_only=True)
 
         def fetch(index: int) -> dict[str, torch.Tensor]:
             update = revealed[index]
@@ -236,15 +224,11 @@ class EdgeAgent:
                 data = fetch_verified(self.store, update.cid, update.update_hash)
             return adapter_from_bytes(data, trained_shapes)
 
-        def metric(adapter) -> float:
-            result = evaluate(self.adapted, self.validation_examples, adapter)
-            return -result.loss if self.settings.metric == "loss" else result.metric
-
         shapley = replace(self.settings.shapley, seed=self.settings.shapley.seed + round_)
         with self._spending("shapley", round_):
             samples = [u.samples for u in revealed]
             verdict = judge_round(
-                global_adapter, samples, fetch, metric, self.harm_tolerance, shapley
+                global_adapter, samples, fetch, self.learner.metric, self.harm_tolerance, shapley
             )
         for index, reason in verdict.rejected.items():
             self.log(f"round {round_}: update {index} is invalid: {reason}")
@@ -287,7 +271,7 @@ class EdgeAgent:
         """The current global adapter, its bytes checked against the on-chain hash first."""
         with self._spending("storage", status.round):
             data = fetch_verified(self.store, status.global_cid, status.global_hash)
-        return adapter_from_bytes(data, self.adapted.shapes())
+        return adapter_from_bytes(data, self.learner.shapes())
 
     @contextmanager
     def _spending(self, kind: str, round_: int) -> Iterator[None]:

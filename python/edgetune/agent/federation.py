@@ -167,6 +167,7 @@ def _agent(
         store,
         data.directory,
         settings,
+        edge_train_config(config, index),
         task.spec,
         task.model_dir,
         log=lambda message: log(f"[{name}] {message}"),
@@ -174,13 +175,18 @@ def _agent(
 
 
 def edge_settings(config: FederationConfig, index: int) -> AgentSettings:
-    """Edge `index`'s settings: its own training seed; the last `free_riders` edges free-ride."""
+    """Edge `index`'s settings: the last `free_riders` edges free-ride, poisoners before them."""
     return AgentSettings(
         stake=int(config.stake_ether * ETHER),
-        train=replace(config.train, seed=config.train.seed + 100 * index),
         shapley=config.shapley,
         behaviour=_behaviour(config, index),
+        seed=config.seed + index,
     )
+
+
+def edge_train_config(config: FederationConfig, index: int) -> TrainConfig:
+    """Each edge trains with its own seed."""
+    return replace(config.train, seed=config.train.seed + 100 * index)
 
 
 def _behaviour(config: FederationConfig, index: int) -> Behaviour:
@@ -200,7 +206,7 @@ def _drive(
     log: Callable[[str], None],
 ) -> dict[int, tuple[float, float]]:
     """Step agents round-robin; mine a block when all are idle; evaluate each new global."""
-    evaluator = agents[0].adapted
+    evaluator = agents[0].learner.adapted
     metrics = {0: _test_metric(evaluator, store_global(owner, task, agents), test)}
     seen_round = owner.status(task.task_id).round
     while True:

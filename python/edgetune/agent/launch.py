@@ -6,11 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgetune.agent.edge import AgentSettings, EdgeAgent
+from edgetune.agent.learner import TextLearner
 from edgetune.agent.publish import fetch_base_model
 from edgetune.agent.state import AgentState
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.errors import EdgetuneError
-from edgetune.learning import AdapterSpec, attach_adapter, load_base_model, load_jsonl
+from edgetune.learning import (
+    AdapterSpec,
+    TrainConfig,
+    attach_adapter,
+    load_base_model,
+    load_jsonl,
+)
 from edgetune.learning.model import default_cache_dir
 from edgetune.storage import ContentStore
 
@@ -27,6 +34,7 @@ def build_agent(
     store: ContentStore,
     data_dir: Path,
     settings: AgentSettings,
+    train: TrainConfig,
     spec: AdapterSpec | None = None,
     model_dir: Path | None = None,
     log: Callable[[str], None] = print,
@@ -45,14 +53,7 @@ def build_agent(
         model_dir = fetch_base_model(store, config.base_model_cid, config.base_model_hash, cache)
     adapted = attach_adapter(load_base_model(model_dir, config.base_model_hash), spec)
     state = AgentState(data_dir / STATE_FILE, task_id, client.sender_address)
-    return EdgeAgent(
-        client,
-        task_id,
-        store,
-        adapted,
-        load_jsonl(data_dir / TRAIN_FILE),
-        load_jsonl(data_dir / VALIDATION_FILE),
-        state,
-        settings,
-        log=log,
+    learner = TextLearner(
+        adapted, load_jsonl(data_dir / TRAIN_FILE), load_jsonl(data_dir / VALIDATION_FILE), train
     )
+    return EdgeAgent(client, task_id, store, learner, state, settings, log=log)

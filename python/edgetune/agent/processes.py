@@ -19,7 +19,12 @@ from rich.live import Live
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
-from edgetune.agent.federation import FederationConfig, edge_settings, prepare_edge_data
+from edgetune.agent.federation import (
+    FederationConfig,
+    edge_settings,
+    edge_train_config,
+    prepare_edge_data,
+)
 from edgetune.agent.publish import PublishedTask, publish_task
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain
@@ -124,7 +129,7 @@ def agent_command(
         "--steps",
         str(config.train.steps),
         "--seed",
-        str(settings.train.seed),
+        str(edge_train_config(config, index).seed),
         "--behaviour",
         settings.behaviour,
     ]

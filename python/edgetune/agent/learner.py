@@ -1,0 +1,56 @@
+"""What an edge agent needs from its model, and nothing more: the adapter's layout, one round of
+local training, and a validation score. The agent's protocol code is the same for a text model
+(`TextLearner`) and, say, a vision-language model."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
+
+import torch
+
+from edgetune.learning import AdaptedModel, Example, TrainConfig, evaluate, train_update
+
+Tensors = dict[str, torch.Tensor]
+
+
+class Learner(Protocol):
+    @property
+    def samples(self) -> int:
+        """How many private training examples the edge has (its averaging weight)."""
+
+    def shapes(self, trained_only: bool = False) -> dict[str, tuple[int, ...]]:
+        """Adapter tensor names and shapes; `trained_only`: what an update carries."""
+
+    def train(self, global_adapter: Mapping[str, torch.Tensor], round_: int) -> Tensors:
+        """Train from the global adapter on private data; return the exchanged tensors."""
+
+    def metric(self, adapter: Mapping[str, torch.Tensor]) -> float:
+        """The model with `adapter`, scored on private validation data; higher is better."""
+
+
+@dataclass
+class TextLearner:
+    """A causal LM with LoRA, trained on prompt/response pairs."""
+
+    adapted: AdaptedModel
+    train_examples: Sequence[Example]
+    validation_examples: Sequence[Example]
+    config: TrainConfig
+    # The Shapley utility. Validation loss by default: accuracy on a small validation set moves
+    # in coarse steps, and many coalitions would tie.
+    score: Literal["loss", "accuracy"] = "loss"
+
+    @property
+    def samples(self) -> int:
+        return len(self.train_examples)
+
+    def shapes(self, trained_only: bool = False) -> dict[str, tuple[int, ...]]:
+        return self.adapted.shapes(trained_only=trained_only)
+
+    def train(self, global_adapter: Mapping[str, torch.Tensor], round_: int) -> Tensors:
+        config = replace(self.config, seed=self.config.seed + round_)
+        return train_update(self.adapted, global_adapter, self.train_examples, config).tensors
+
+    def metric(self, adapter: Mapping[str, torch.Tensor]) -> float:
+        result = evaluate(self.adapted, self.validation_examples, adapter)
+        return -result.loss if self.score == "loss" else result.metric
