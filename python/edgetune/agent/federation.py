@@ -144,7 +144,13 @@ def run_in_process(
         _agent(config, owner.as_sender(chain.accounts[1 + i]), task, store, data, i, log)
         for i, data in enumerate(edge_data)
     ]
-    test_metrics = _drive(chain, owner, task, agents, test, log)
+    evaluator = agents[0].learner.adapted
+
+    def evaluate_global(adapter) -> tuple[float, float]:
+        result = evaluate(evaluator, test, adapter)
+        return result.loss, result.accuracy or 0.0
+
+    test_metrics = drive(chain, owner, task.task_id, agents, evaluate_global, log)
     return FederationResult(
         chain, owner, task, deployment.block, store, agents, test_metrics, _sum_timings(agents)
     )
@@ -197,43 +203,35 @@ def _behaviour(config: FederationConfig, index: int) -> Behaviour:
     return "honest"
 
 
-def _drive(
+def drive(
     chain: Chain,
     owner: EdgeTuneClient,
-    task: PublishedTask,
+    task_id: int,
     agents: list[EdgeAgent],
-    test: list[Example],
+    evaluate_global: Callable[[dict], tuple[float, float]],
     log: Callable[[str], None],
 ) -> dict[int, tuple[float, float]]:
-    """Step agents round-robin; mine a block when all are idle; evaluate each new global."""
-    evaluator = agents[0].learner.adapted
-    metrics = {0: _test_metric(evaluator, store_global(owner, task, agents), test)}
-    seen_round = owner.status(task.task_id).round
+    """Step agents round-robin until the task ends, mining a block when all are idle (so
+    deadlines pass); score each new global adapter with `evaluate_global` -> (loss, accuracy)."""
+
+    def current_global():
+        return agents[0].fetch_global(owner.status(task_id))  # hash-checked like any agent's
+
+    metrics = {0: evaluate_global(current_global())}
+    seen_round = owner.status(task_id).round
     while True:
         results = [agent.step() for agent in agents]
         if not any(running for _, running in results):
             break
         if not any(acted for acted, _ in results):
             chain.mine(1)
-        status = owner.status(task.task_id)
+        status = owner.status(task_id)
         if status.round != seen_round or status.phase.name == "FINISHED":
-            metrics[seen_round] = _test_metric(evaluator, store_global(owner, task, agents), test)
-            log(
-                f"round {seen_round} done: test loss {metrics[seen_round][0]:.4f}, "
-                f"accuracy {metrics[seen_round][1]:.3f}"
-            )
+            metrics[seen_round] = evaluate_global(current_global())
+            loss, accuracy = metrics[seen_round]
+            log(f"round {seen_round} done: test loss {loss:.4f}, accuracy {accuracy:.3f}")
             seen_round = status.round
     return metrics
-
-
-def store_global(owner: EdgeTuneClient, task: PublishedTask, agents: list[EdgeAgent]):
-    """The current global adapter, fetched and hash-checked like any agent would."""
-    return agents[0].fetch_global(owner.status(task.task_id))
-
-
-def _test_metric(adapted, adapter, test: list[Example]) -> tuple[float, float]:
-    result = evaluate(adapted, test, adapter)
-    return result.loss, result.accuracy or 0.0
 
 
 def _sum_timings(agents: list[EdgeAgent]) -> dict[int, RoundTimings]:

@@ -8,6 +8,8 @@ from typing import Literal, Protocol
 
 import torch
 
+from edgetune.casestudy.vlm import VisionAdaptedModel, VisionSample
+from edgetune.casestudy.vlm_train import evaluate_vlm, train_vlm_update
 from edgetune.learning import AdaptedModel, Example, TrainConfig, evaluate, train_update
 
 Tensors = dict[str, torch.Tensor]
@@ -54,3 +56,28 @@ class TextLearner:
     def metric(self, adapter: Mapping[str, torch.Tensor]) -> float:
         result = evaluate(self.adapted, self.validation_examples, adapter)
         return -result.loss if self.score == "loss" else result.metric
+
+
+@dataclass
+class VisionLearner:
+    """A LLaVA-style vision-language model with LoRA on its language model, trained on
+    (image, question, answer) samples; scored by validation loss on answer tokens."""
+
+    adapted: VisionAdaptedModel
+    train_samples: Sequence[VisionSample]
+    validation_samples: Sequence[VisionSample]
+    config: TrainConfig
+
+    @property
+    def samples(self) -> int:
+        return len(self.train_samples)
+
+    def shapes(self, trained_only: bool = False) -> dict[str, tuple[int, ...]]:
+        return self.adapted.shapes(trained_only=trained_only)
+
+    def train(self, global_adapter: Mapping[str, torch.Tensor], round_: int) -> Tensors:
+        config = replace(self.config, seed=self.config.seed + round_)
+        return train_vlm_update(self.adapted, global_adapter, self.train_samples, config).tensors
+
+    def metric(self, adapter: Mapping[str, torch.Tensor]) -> float:
+        return -evaluate_vlm(self.adapted, self.validation_samples, adapter).loss

@@ -4,15 +4,19 @@ the owner's bytes (checked against the on-chain hash) when they do not have the 
 
 import io
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from hashlib import sha256
 from pathlib import Path
 
+from edgetune.casestudy.vlm import attach_vlm_adapter, load_vlm, vlm_files, vlm_hash
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.types import TaskConfig
 from edgetune.errors import EdgetuneError
 from edgetune.learning import (
+    AdaptedModel,
     AdapterSpec,
+    BaseModel,
     adapter_to_bytes,
     attach_adapter,
     base_model_hash,
@@ -28,6 +32,20 @@ class BaseModelArchiveError(EdgetuneError):
 
 
 @dataclass(frozen=True)
+class ModelKind:
+    """How to hash, package, load and adapt one kind of base model."""
+
+    files: Callable[[Path], list[Path]]
+    digest: Callable[[Path], bytes]
+    load: Callable[..., BaseModel]
+    attach: Callable[[BaseModel, AdapterSpec], AdaptedModel]
+
+
+TEXT = ModelKind(base_model_files, base_model_hash, load_base_model, attach_adapter)
+VISION = ModelKind(vlm_files, vlm_hash, load_vlm, attach_vlm_adapter)
+
+
+@dataclass(frozen=True)
 class PublishedTask:
     task_id: int
     config: TaskConfig
@@ -35,12 +53,12 @@ class PublishedTask:
     spec: AdapterSpec
 
 
-def pack_base_model(model_dir: Path) -> bytes:
+def pack_base_model(model_dir: Path, kind: ModelKind = TEXT) -> bytes:
     """A reproducible tar of the hashed model files (sorted, zeroed owners and times), so the
     same folder always gives the same bytes and hence the same CID."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for file in base_model_files(model_dir):
+        for file in kind.files(model_dir):
             info = tarfile.TarInfo(file.name)
             info.size, info.mode, info.mtime = file.stat().st_size, 0o644, 0
             with open(file, "rb") as handle:
@@ -70,11 +88,12 @@ def publish_task(
     spec: AdapterSpec,
     template: TaskConfig,
     pool_wei: int,
+    kind: ModelKind = TEXT,
 ) -> PublishedTask:
     """Publish base model and initial adapter, then create the task; `template` supplies every
     parameter except the hashes and CIDs, which are computed here."""
-    model_hash = base_model_hash(model_dir)
-    adapted = attach_adapter(load_base_model(model_dir, model_hash), spec)
+    model_hash = kind.digest(model_dir)
+    adapted = kind.attach(kind.load(model_dir, model_hash), spec)
     initial = adapter_to_bytes(initial_global_adapter(adapted))
     initial_cid = store.put(initial)
     fetch_verified(store, initial_cid, sha256(initial).digest())  # the store kept the bytes
@@ -84,7 +103,7 @@ def publish_task(
         adapter_spec_hash=spec.spec_hash(),
         initial_global_hash=sha256(initial).digest(),
         base_model_uri=template.base_model_uri or model_dir.name,
-        base_model_cid=store.put(pack_base_model(model_dir)),
+        base_model_cid=store.put(pack_base_model(model_dir, kind)),
         initial_global_cid=initial_cid,
     )
     task_id, _ = owner.create_task(config, pool_wei)

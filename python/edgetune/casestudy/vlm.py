@@ -220,16 +220,20 @@ def save_vlm(model: LlavaForConditionalGeneration, processor: LlavaProcessor, de
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def vlm_files(path: Path) -> list[Path]:
+    """The files `vlm_hash` covers (and a published VLM archive holds), sorted by name."""
+    files = base_model_files(path) + [path / n for n in PROCESSOR_FILES if (path / n).is_file()]
+    return sorted(files, key=lambda f: f.name)
+
+
 def vlm_hash(path: Path | str) -> bytes:
     """`base_model_hash` extended by the processor files (`PROCESSOR_FILES`) that exist.
 
     Same framing and order rule, so a folder without processor files hashes exactly as
     `base_model_hash` does.
     """
-    path = Path(path)
-    files = base_model_files(path) + [path / n for n in PROCESSOR_FILES if (path / n).is_file()]
     digest = hashlib.sha256()
-    for file in sorted(files, key=lambda f: f.name):
+    for file in vlm_files(Path(path)):
         name = file.name.encode()
         content = file.read_bytes()
         digest.update(len(name).to_bytes(8, "big") + name)

@@ -1,0 +1,102 @@
+"""The collaborative arm of the medical case study: hospitals fine-tune the pinned vision-language
+model together through exactly the same contract, content store and agents as any other task
+(`VisionLearner` instead of `TextLearner`), on the embedded chain in one process."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from edgetune.agent.edge import AgentSettings, EdgeAgent
+from edgetune.agent.federation import drive
+from edgetune.agent.learner import VisionLearner
+from edgetune.agent.publish import VISION, publish_task
+from edgetune.agent.state import AgentState
+from edgetune.casestudy.vlm import VisionSample, attach_vlm_adapter, load_vlm
+from edgetune.casestudy.vlm_train import evaluate_vlm
+from edgetune.chain.client import EdgeTuneClient
+from edgetune.chain.connect import connect
+from edgetune.chain.deploy import deploy
+from edgetune.chain.types import SCORE_SCALE, TaskConfig
+from edgetune.learning import AdapterSpec, TrainConfig
+from edgetune.storage import EmbeddedStore
+
+ETHER = 10**18
+
+
+@dataclass(frozen=True)
+class HospitalData:
+    name: str
+    train: Sequence[VisionSample]
+    validation: Sequence[VisionSample]
+
+
+@dataclass
+class CollaborativeResult:
+    owner: EdgeTuneClient
+    task_id: int
+    deployment_block: int
+    agents: list[EdgeAgent]
+    by_round: dict[int, tuple[float, float]]  # round -> (test loss, test accuracy) of G(r)
+
+
+def run_collaborative(
+    base_dir: Path,
+    spec: AdapterSpec,
+    hospitals: Sequence[HospitalData],
+    test: Sequence[VisionSample],
+    candidates: dict[str, str],
+    train: TrainConfig,
+    rounds: int,
+    workdir: Path,
+    log: Callable[[str], None] = print,
+    pool_ether: float = 3.0,
+) -> CollaborativeResult:
+    """Deploy, publish the VLM task, run one agent per hospital until the last round."""
+    chain = connect("embedded")
+    owner, deployment = deploy(chain, chain.accounts[0])
+    store = EmbeddedStore(workdir / "ipfs")
+    stake = ETHER // 2
+    template = TaskConfig(
+        bytes(32),
+        bytes(32),
+        bytes(32),
+        "tiny-llava-xray",
+        "",
+        "",
+        rounds=rounds,
+        max_edges=len(hospitals),
+        min_stake=stake,
+        slash_non_reveal=stake // 2,
+        slash_invalid=stake,
+        registration_blocks=1000,
+        harm_tolerance=SCORE_SCALE // 2,
+    )
+    task = publish_task(owner, store, base_dir, spec, template, int(pool_ether * ETHER), VISION)
+    agents = []
+    for index, hospital in enumerate(hospitals):
+        client = owner.as_sender(chain.accounts[1 + index])
+        learner = VisionLearner(
+            attach_vlm_adapter(load_vlm(base_dir, task.config.base_model_hash), spec),
+            hospital.train,
+            hospital.validation,
+            replace(train, seed=train.seed + 100 * index),
+        )
+        state = AgentState(workdir / f"{hospital.name}.json", task.task_id, client.sender_address)
+        agent = EdgeAgent(
+            client,
+            task.task_id,
+            store,
+            learner,
+            state,
+            AgentSettings(stake=stake),
+            log=lambda line, name=hospital.name: log(f"[{name}] {line}"),
+        )
+        agents.append(agent)
+    evaluator = agents[0].learner.adapted
+
+    def evaluate_global(adapter) -> tuple[float, float]:
+        result = evaluate_vlm(evaluator, test, adapter, candidates)
+        return result.loss, result.accuracy or 0.0
+
+    by_round = drive(chain, owner, task.task_id, agents, evaluate_global, log)
+    return CollaborativeResult(owner, task.task_id, deployment.block, agents, by_round)

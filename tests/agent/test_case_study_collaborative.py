@@ -1,0 +1,70 @@
+"""The case study's collaborative arm runs a vision-language task through the same contract,
+store and agents as text tasks: hospitals train LoRA on X-ray dialogues and are paid on chain."""
+
+from hashlib import sha256
+from pathlib import Path
+
+import pytest
+
+from edgetune.agent.case_study import HospitalData, run_collaborative
+from edgetune.casestudy.dialogues import DIAGNOSIS_NAMES
+from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
+from edgetune.casestudy.vlm import (
+    ALL_LINEAR,
+    LM_HEAD,
+    VisionSample,
+    ensure_tiny_vlm,
+    load_vlm,
+    vlm_adapter_spec,
+    vlm_hash,
+)
+from edgetune.casestudy.xray import FINDINGS
+from edgetune.chain.history import load_history
+from edgetune.learning import TrainConfig
+
+CANDIDATES = {f: f"Diagnosis: {DIAGNOSIS_NAMES[f]}." for f in FINDINGS}
+
+
+def short(cases) -> list[VisionSample]:
+    return [
+        VisionSample(
+            c.xray.image, c.dialogue.question, CANDIDATES[c.labelled_finding], c.true_finding
+        )
+        for c in cases
+    ]
+
+
+@pytest.fixture(scope="module")
+def collaboration(tmp_path_factory):
+    workdir = Path(tmp_path_factory.mktemp("case-study"))
+    base_dir = ensure_tiny_vlm(cache_dir=workdir / "models")
+    spec = vlm_adapter_spec(load_vlm(base_dir).model, modules=(*ALL_LINEAR, LM_HEAD))
+    hospitals = [
+        HospitalData(h.name, short(h.samples[:16]), short(h.samples[16:21]))
+        for h in make_hospitals(2, [24, 24], alpha=1.0, seed=3)
+    ]
+    test = short(balanced_test_set(2, seed=5))
+    return run_collaborative(
+        base_dir,
+        spec,
+        hospitals,
+        test,
+        CANDIDATES,
+        TrainConfig(steps=4, batch_size=8),
+        rounds=1,
+        workdir=workdir,
+        log=lambda _: None,
+    ), base_dir
+
+
+def test_hospitals_complete_a_paid_round_on_the_pinned_vision_model(collaboration):
+    result, base_dir = collaboration
+    config = result.owner.task_config(result.task_id)
+    assert config.base_model_hash == vlm_hash(base_dir)  # the VLM, processor files included
+    history = load_history(result.owner, result.task_id, result.deployment_block)
+    assert [r.accepted for r in history.rounds] == [True]
+    assert all(len(e.rounds_joined) == 1 and e.earned > 0 for e in history.edges)
+    assert set(result.by_round) == {0, 1}
+    (finalized,) = history.rounds
+    aggregate = result.agents[0].store.get(finalized.global_cid)
+    assert "0x" + sha256(aggregate).hexdigest() == finalized.global_hash
