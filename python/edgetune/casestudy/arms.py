@@ -1,0 +1,424 @@
+"""The case study's chain-free arms: the pretrained base, each hospital alone, and all data
+pooled centrally (the upper bound). The collaborative arm lives in `edgetune.agent`.
+
+Every arm starts from the same initial adapter (`initial_global_adapter`: shared frozen A,
+B = 0) on the same pinned base, trains in `rounds` rounds of `steps_per_round` steps (a fresh
+optimizer each round, as an edge has in the protocol), and is scored on the same balanced test
+set, so the arms differ only in whose data they see. Edges learn short answers ("Diagnosis: X.");
+the full dialogue is kept for display and for a second ROUGE-L.
+"""
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgetune.casestudy.dialogues import DIAGNOSIS_NAMES, diagnosis_of
+from edgetune.casestudy.hospitals import Hospital, Sample, balanced_test_set, make_hospitals
+from edgetune.casestudy.vlm import (
+    ALL_LINEAR,
+    LM_HEAD,
+    VisionAdaptedModel,
+    VisionRecipe,
+    VisionSample,
+    attach_vlm_adapter,
+    encode_samples,
+    ensure_tiny_vlm,
+    load_vlm,
+    vlm_adapter_spec,
+)
+from edgetune.casestudy.vlm_train import (
+    _nll,
+    generate_answer,
+    pretrain_projector,
+    train_vlm_update,
+    xray_caption_pairs,
+)
+from edgetune.casestudy.xray import FINDINGS
+from edgetune.errors import EdgetuneError
+from edgetune.learning import TrainConfig, initial_global_adapter
+
+# What an edge is taught to answer, and the candidates accuracy is scored against.
+SHORT_ANSWERS: dict[str, str] = {f: f"Diagnosis: {DIAGNOSIS_NAMES[f]}." for f in FINDINGS}
+Tensors = dict[str, torch.Tensor]
+
+
+class CaseStudySettingsError(EdgetuneError):
+    """A case-study setting is out of range."""
+
+
+@dataclass(frozen=True)
+class CaseStudySettings:
+    """Everything that decides the case study's numbers; `quick()` and `full()` are the two
+    documented runs. Pre-training knobs are the owner's and name the cached base model."""
+
+    quick: bool
+    image_size: int = 64
+    hospitals: int = 3
+    hospital_sizes: tuple[int, ...] = (160, 100, 100)
+    alpha: float = 0.5
+    noisy_hospital: int | None = 2
+    noise_rate: float = 0.6
+    test_per_class: int = 20
+    rounds: int = 5
+    steps_per_round: int = 30
+    lr: float = 1e-2
+    rank: int = 8
+    batch_size: int = 16
+    seed: int = 0
+    pretrain_pairs: int = 1000
+    pretrain_steps: int = 600
+    pretrain_seed: int = 12345
+
+    def __post_init__(self) -> None:
+        checks = {
+            "hospitals >= 1": self.hospitals >= 1,
+            "one positive size per hospital": len(self.hospital_sizes) == self.hospitals
+            and all(s >= 1 for s in self.hospital_sizes),
+            "alpha > 0": self.alpha > 0,
+            "noisy_hospital is a hospital index or None": self.noisy_hospital is None
+            or 0 <= self.noisy_hospital < self.hospitals,
+            "noise_rate in [0, 1]": 0 <= self.noise_rate <= 1,
+            "test_per_class >= 1": self.test_per_class >= 1,
+            "rounds >= 1 and steps_per_round >= 1": self.rounds >= 1 and self.steps_per_round >= 1,
+            "lr > 0": self.lr > 0,
+            "rank >= 1 and batch_size >= 1": self.rank >= 1 and self.batch_size >= 1,
+            "image_size a positive multiple of 8": self.image_size > 0 and self.image_size % 8 == 0,
+            "pretrain_pairs >= 1 and pretrain_steps >= 1": self.pretrain_pairs >= 1
+            and self.pretrain_steps >= 1,
+        }
+        failed = [name for name, ok in checks.items() if not ok]
+        if failed:
+            raise CaseStudySettingsError(f"case-study settings violate: {', '.join(failed)}")
+
+    @classmethod
+    def quick_run(cls) -> "CaseStudySettings":
+        """The quick run: all four arms in under 10 minutes on 2 CPU cores."""
+        return cls(quick=True)
+
+    @classmethod
+    def full_run(cls) -> "CaseStudySettings":
+        """The full run: more hospitals, data, test cases and rounds (takes longer)."""
+        return cls(
+            quick=False,
+            hospitals=4,
+            hospital_sizes=(400, 250, 150, 150),
+            noisy_hospital=3,
+            test_per_class=50,
+            rounds=10,
+            steps_per_round=40,
+        )
+
+    @property
+    def max_length(self) -> int:
+        """Token budget per sample: every image token plus room for question and answer."""
+        return VisionRecipe(image_size=self.image_size).image_tokens + 128
+
+
+@dataclass
+class Cases:
+    """One data set in the arms' format: short-answer `samples` (label = the image's true
+    finding) and the full dialogue answers they were cut from, in the same order."""
+
+    name: str
+    samples: list[VisionSample]
+    dialogues: list[str]
+    noise_rate: float = 0.0
+
+
+@dataclass
+class ArmResult:
+    """One arm on the balanced test set.
+
+    `accuracy`/`per_finding`: candidate-scored (the lowest-NLL "Diagnosis: X." wins);
+    `generated_accuracy`: the diagnosis `diagnosis_of` reads from the greedy answer;
+    `loss`: mean NLL per reference answer token; `rouge_l`: F1 of greedy answers against the
+    short reference they were taught, `rouge_l_dialogue` against the full reference dialogue;
+    `dialogues`: finding -> greedy answer for that finding's display case."""
+
+    name: str
+    accuracy: float
+    per_finding: dict[str, float]
+    generated_accuracy: float
+    loss: float
+    rouge_l: float
+    rouge_l_dialogue: float
+    dialogues: dict[str, str]
+    wall_s: float = 0.0
+    adapter: Tensors | None = field(default=None, repr=False)
+
+
+def prepare_base(settings: CaseStudySettings, cache_dir: Path | None = None) -> Path:
+    """The owner's pinned base: the tiny VLM with its tower and projector pre-trained on
+    generic X-ray captions (cached by `pretrain_projector`, so only the first call trains)."""
+    raw = ensure_tiny_vlm(cache_dir, recipe=VisionRecipe(image_size=settings.image_size))
+    pairs = xray_caption_pairs(settings.pretrain_pairs, settings.pretrain_seed, settings.image_size)
+    return pretrain_projector(
+        raw, pairs, steps=settings.pretrain_steps, cache_dir=cache_dir, batch_size=16
+    )
+
+
+def hospital_samples(settings: CaseStudySettings) -> tuple[list[Cases], Cases]:
+    """The hospitals' private data and the balanced test set, as `Cases`."""
+    hospitals = make_hospitals(
+        settings.hospitals,
+        settings.hospital_sizes,
+        settings.alpha,
+        settings.seed,
+        settings.noisy_hospital,
+        settings.noise_rate,
+        settings.image_size,
+    )
+    test = balanced_test_set(settings.test_per_class, settings.seed + 99, settings.image_size)
+    return [_hospital_cases(h) for h in hospitals], to_cases("test", test)
+
+
+def _hospital_cases(hospital: Hospital) -> Cases:
+    return to_cases(hospital.name, hospital.samples, hospital.spec.noise_rate)
+
+
+def to_cases(name: str, samples: Sequence[Sample], noise_rate: float = 0.0) -> Cases:
+    """Short answers name the *labelled* finding (what a noisy hospital teaches); the label
+    field keeps the true one."""
+    short = [
+        VisionSample(
+            s.xray.image, s.dialogue.question, SHORT_ANSWERS[s.labelled_finding], s.true_finding
+        )
+        for s in samples
+    ]
+    return Cases(name, short, [s.dialogue.answer for s in samples], noise_rate)
+
+
+def load_adapted(base_dir: Path, settings: CaseStudySettings) -> VisionAdaptedModel:
+    """The base with LoRA on every LM linear layer and the head (what makes the tiny VLM learn:
+    see `LM_HEAD`), A initialised from `settings.seed`."""
+    base = load_vlm(base_dir)
+    spec = vlm_adapter_spec(
+        base.model, rank=settings.rank, init_seed=settings.seed, modules=(*ALL_LINEAR, LM_HEAD)
+    )
+    return attach_vlm_adapter(base, spec)
+
+
+def display_indices(test: Cases) -> dict[str, int]:
+    """finding -> index of its fixed display case (the first test case of that finding)."""
+    first: dict[str, int] = {}
+    for i, sample in enumerate(test.samples):
+        first.setdefault(sample.label, i)
+    return first
+
+
+def evaluate_arm(
+    adapted: VisionAdaptedModel,
+    test: Cases,
+    adapter: Mapping[str, torch.Tensor],
+    name: str = "arm",
+    batch_size: int = 32,
+    max_new_tokens: int = 24,
+) -> ArmResult:
+    """Score `adapter` on `test` (see `ArmResult` for each figure)."""
+    adapted.set_adapter(adapter)
+    max_length = _max_length(adapted)
+    own = _nll(adapted, encode_samples(adapted.processor, test.samples, max_length), batch_size)
+    loss = sum(s for s, _ in own) / sum(c for _, c in own)
+    predicted = _candidate_predictions(adapted, test.samples, max_length, batch_size)
+    generated = [
+        generate_answer(adapted, s.image, s.question, max_new_tokens) for s in test.samples
+    ]
+    labels = [s.label for s in test.samples]
+    per_finding = {
+        f: float(np.mean([p == f for p, t in zip(predicted, labels, strict=True) if t == f]))
+        for f in FINDINGS
+        if f in labels
+    }
+    return ArmResult(
+        name=name,
+        accuracy=float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)])),
+        per_finding=per_finding,
+        generated_accuracy=float(
+            np.mean([diagnosis_of(g) == t for g, t in zip(generated, labels, strict=True)])
+        ),
+        loss=loss,
+        rouge_l=_mean_rouge(generated, [s.answer for s in test.samples]),
+        rouge_l_dialogue=_mean_rouge(generated, test.dialogues),
+        dialogues={f: generated[i] for f, i in display_indices(test).items()},
+        adapter={k: v.clone() for k, v in adapter.items()},
+    )
+
+
+def _candidate_predictions(
+    adapted: VisionAdaptedModel, samples: list[VisionSample], max_length: int, batch_size: int
+) -> list[str]:
+    """Per sample, the finding whose short answer has the lowest NLL (as `evaluate_vlm`)."""
+    names = sorted(SHORT_ANSWERS)
+    queries = [(s.image, s.question, SHORT_ANSWERS[n]) for s in samples for n in names]
+    rows = encode_samples(adapted.processor, queries, max_length, eos=False)
+    scores = [score for score, _ in _nll(adapted, rows, batch_size)]
+    return [
+        names[int(np.argmin(scores[i * len(names) : (i + 1) * len(names)]))]
+        for i in range(len(samples))
+    ]
+
+
+def _max_length(adapted: VisionAdaptedModel) -> int:
+    """As `CaseStudySettings.max_length`, read off the loaded model."""
+    return adapted.model.config.image_seq_length + 128
+
+
+def _mean_rouge(candidates: list[str], references: list[str]) -> float:
+    return float(np.mean([rouge_l(c, r) for c, r in zip(candidates, references, strict=True)]))
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 over lower-cased whitespace tokens (punctuation stripped at token ends).
+
+    Written here because no ROUGE package is installed in the venv and the metric is a
+    longest common subsequence: a dependency would add nothing but a download.
+    """
+    cand, ref = _tokens(candidate), _tokens(reference)
+    if not cand or not ref:
+        return 0.0
+    lcs = _lcs_length(cand, ref)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(cand), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _tokens(text: str) -> list[str]:
+    words = (w.strip(".,;:!?()\"'").lower() for w in text.split())
+    return [w for w in words if w]
+
+
+def _lcs_length(a: list[str], b: list[str]) -> int:
+    """Classic O(len(a)·len(b)) dynamic programme, one row at a time."""
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def train_rounds(
+    adapted: VisionAdaptedModel,
+    start: Mapping[str, torch.Tensor],
+    samples: list[VisionSample],
+    settings: CaseStudySettings,
+    steps_per_round: int,
+    seed: int,
+) -> Tensors:
+    """`settings.rounds` rounds of `train_vlm_update`, each continuing from the last one's
+    adapter with a fresh optimizer and its own seed; returns the full final adapter."""
+    adapter = dict(start)
+    for round_ in range(settings.rounds):
+        config = TrainConfig(
+            steps=steps_per_round,
+            batch_size=settings.batch_size,
+            lr=settings.lr,
+            seed=seed * 1000 + round_,
+            max_length=settings.max_length,
+        )
+        adapter = {**adapter, **train_vlm_update(adapted, adapter, samples, config).tensors}
+    return adapter
+
+
+def base_arm(adapted: VisionAdaptedModel, test: Cases) -> ArmResult:
+    """The pretrained base: the initial adapter (B = 0, so exactly the base model)."""
+    start = time.perf_counter()
+    result = evaluate_arm(adapted, test, initial_global_adapter(adapted), "base")
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def alone_arms(
+    adapted: VisionAdaptedModel,
+    hospitals: list[Cases],
+    test: Cases,
+    settings: CaseStudySettings,
+) -> list[ArmResult]:
+    """Each hospital trains alone on its own data for rounds x steps_per_round steps."""
+    initial = initial_global_adapter(adapted)
+    results = []
+    for i, hospital in enumerate(hospitals):
+        start = time.perf_counter()
+        adapter = train_rounds(
+            adapted, initial, hospital.samples, settings, settings.steps_per_round, seed=i + 1
+        )
+        result = evaluate_arm(adapted, test, adapter, f"alone: {hospital.name}")
+        result.wall_s = time.perf_counter() - start
+        results.append(result)
+    return results
+
+
+def pooled_arm(
+    adapted: VisionAdaptedModel,
+    hospitals: list[Cases],
+    test: Cases,
+    settings: CaseStudySettings,
+) -> ArmResult:
+    """All hospitals' data in one place, trained for the same total steps as all hospitals
+    together (hospitals x rounds x steps_per_round)."""
+    start = time.perf_counter()
+    pooled = [s for h in hospitals for s in h.samples]
+    steps = settings.steps_per_round * len(hospitals)
+    adapter = train_rounds(adapted, initial_global_adapter(adapted), pooled, settings, steps, 0)
+    result = evaluate_arm(adapted, test, adapter, "pooled")
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def hospital_rows(hospitals: list[Cases]) -> list[dict[str, object]]:
+    """Report rows for each hospital's data (the collaborative arm adds Shapley and reward)."""
+    return [
+        {
+            "name": h.name,
+            "size": len(h.samples),
+            "class_counts": {f: sum(s.label == f for s in h.samples) for f in FINDINGS},
+            "noisy": h.noise_rate > 0,
+            "noise_rate": h.noise_rate,
+        }
+        for h in hospitals
+    ]
+
+
+def run_local_arms(settings: CaseStudySettings, cache_dir: Path | None = None) -> dict:
+    """Base, alone and pooled arms plus what the report needs besides the collaborative arm;
+    returns a partial `results` dict (schema in `edgetune.casestudy.report`)."""
+    start = time.perf_counter()
+    base_dir = prepare_base(settings, cache_dir)
+    hospitals, test = hospital_samples(settings)
+    adapted = load_adapted(base_dir, settings)
+    walls = {"prepare": time.perf_counter() - start}
+    results: dict = {"settings": settings, "base_model": str(base_dir)}
+    results["base"] = base_arm(adapted, test)
+    results["alone"] = alone_arms(adapted, hospitals, test, settings)
+    results["pooled"] = pooled_arm(adapted, hospitals, test, settings)
+    walls["base"] = results["base"].wall_s
+    walls["alone"] = sum(r.wall_s for r in results["alone"])
+    walls["pooled"] = results["pooled"].wall_s
+    results["wall_times"] = walls
+    results["hospitals"] = hospital_rows(hospitals)
+    results["display"] = display_cases(test)
+    return results
+
+
+@dataclass(frozen=True)
+class DisplayCase:
+    """A test image shown in the report with its question and reference dialogue answer."""
+
+    finding: str
+    image: np.ndarray
+    question: str
+    reference: str
+
+
+def display_cases(test: Cases) -> list[DisplayCase]:
+    """One fixed test case per finding, in `FINDINGS` order."""
+    return [
+        DisplayCase(f, test.samples[i].image, test.samples[i].question, test.dialogues[i])
+        for f, i in display_indices(test).items()
+    ]
