@@ -13,10 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgetune.agent.case_study import run_case_study
 from edgetune.agent.edge import AgentSettings
 from edgetune.agent.federation import FederationConfig, run_in_process
 from edgetune.agent.launch import build_agent
 from edgetune.agent.processes import RunRecord, run_processes
+from edgetune.casestudy.arms import CaseStudySettings
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.compiler import load_artifact
 from edgetune.chain.connect import Chain, connect
@@ -344,6 +346,24 @@ def withdraw_command(
     owed = client.owed(client.sender_address)
     client.withdraw()
     console.print(f"withdrew {owed / WEI_PER_ETHER:.6f} ETH to {client.sender_address}")
+
+
+@app.command("case-study")
+@one_line_errors
+def case_study_command(
+    full: Annotated[bool, typer.Option("--full/--quick", help="Full run (slow) or quick.")] = False,
+    out: Annotated[Path, typer.Option(help="Where case-study.md and its figures go.")] = Path(
+        "docs"
+    ),
+    workdir: Annotated[Path, typer.Option(help="Chain state and content store.")] = Path(
+        ".edgetune/case-study"
+    ),
+) -> None:
+    """Medical case study: chest X-ray dialogues, four arms (base, each hospital alone, on-chain
+    collaboration, pooled), with on-chain rewards; writes the report and figures."""
+    settings = CaseStudySettings.full_run() if full else CaseStudySettings.quick_run()
+    report, _ = run_case_study(settings, out, workdir, log=console.print)
+    console.print(f"report written to {report}")
 
 
 def _model_dir(model: str) -> Path | None:

@@ -2,6 +2,7 @@
 model together through exactly the same contract, content store and agents as any other task
 (`VisionLearner` instead of `TextLearner`), on the embedded chain in one process."""
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,11 +12,23 @@ from edgetune.agent.federation import drive
 from edgetune.agent.learner import VisionLearner
 from edgetune.agent.publish import VISION, publish_task
 from edgetune.agent.state import AgentState
+from edgetune.casestudy.arms import (
+    SHORT_ANSWERS,
+    CaseStudySettings,
+    evaluate_arm,
+    hospital_samples,
+    load_adapted,
+    run_local_arms,
+    to_cases,
+)
+from edgetune.casestudy.hospitals import balanced_test_set
+from edgetune.casestudy.report import write_report
 from edgetune.casestudy.vlm import VisionSample, attach_vlm_adapter, load_vlm
 from edgetune.casestudy.vlm_train import evaluate_vlm
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import connect
 from edgetune.chain.deploy import deploy
+from edgetune.chain.history import load_history
 from edgetune.chain.types import SCORE_SCALE, TaskConfig
 from edgetune.learning import AdapterSpec, TrainConfig
 from edgetune.storage import EmbeddedStore
@@ -100,3 +113,66 @@ def run_collaborative(
 
     by_round = drive(chain, owner, task.task_id, agents, evaluate_global, log)
     return CollaborativeResult(owner, task.task_id, deployment.block, agents, by_round)
+
+
+def run_case_study(
+    settings: CaseStudySettings,
+    out_dir: Path,
+    workdir: Path,
+    cache_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, dict]:
+    """All four arms on one balanced test set, then the report (`out_dir/case-study.md`);
+    returns the report's path and the results it was written from."""
+    results = run_local_arms(settings, cache_dir)
+    log("base, alone and pooled arms done")
+    started = time.perf_counter()
+    base_dir = Path(results["base_model"])
+    hospitals, test = hospital_samples(settings)
+    adapted = load_adapted(base_dir, settings)
+    validation = [
+        to_cases(
+            f"validation-{i}", balanced_test_set(2, settings.seed + 500 + i, settings.image_size)
+        )
+        for i in range(len(hospitals))
+    ]
+    collaboration = run_collaborative(
+        base_dir,
+        adapted.spec,
+        [
+            HospitalData(h.name, h.samples, v.samples)
+            for h, v in zip(hospitals, validation, strict=True)
+        ],
+        test.samples,
+        SHORT_ANSWERS,
+        TrainConfig(
+            steps=settings.steps_per_round,
+            batch_size=settings.batch_size,
+            lr=settings.lr,
+            seed=settings.seed,
+            max_length=settings.max_length,
+        ),
+        settings.rounds,
+        workdir,
+        log,
+    )
+    final = collaboration.agents[0].fetch_global(collaboration.owner.status(collaboration.task_id))
+    results["collaborative"] = evaluate_arm(adapted, test, final, "collaborative")
+    results["by_round"] = [
+        (r, accuracy) for r, (_, accuracy) in sorted(collaboration.by_round.items())
+    ]
+    _add_rewards(results["hospitals"], collaboration)
+    results["wall_times"]["collaborative"] = time.perf_counter() - started
+    return write_report(results, out_dir), results
+
+
+def _add_rewards(rows: list[dict], collaboration: CollaborativeResult) -> None:
+    """Each hospital's median Shapley score by round and on-chain reward, from events."""
+    history = load_history(
+        collaboration.owner, collaboration.task_id, collaboration.deployment_block
+    )
+    records = {record.address: record for record in history.edges}
+    for row, agent in zip(rows, collaboration.agents, strict=True):
+        record = records[agent.address]
+        row["shapley_by_round"] = [record.scores.get(r.round, 0.0) for r in history.rounds]
+        row["reward_eth"] = record.earned / ETHER

@@ -1,0 +1,42 @@
+"""`run_case_study` end to end at toy scale: four arms, the on-chain collaborative round, and a
+report whose reward table holds what the chain paid."""
+
+from pathlib import Path
+
+import pytest
+
+from edgetune.agent.case_study import run_case_study
+from edgetune.casestudy.arms import CaseStudySettings
+
+TOY = CaseStudySettings(
+    quick=True,
+    hospitals=2,
+    hospital_sizes=(12, 10),
+    noisy_hospital=1,
+    noise_rate=0.5,
+    test_per_class=1,
+    rounds=1,
+    steps_per_round=2,
+    batch_size=4,
+    pretrain_pairs=16,
+    pretrain_steps=2,
+)
+
+
+@pytest.fixture(scope="module")
+def case_study(tmp_path_factory) -> tuple[Path, dict]:
+    root = Path(tmp_path_factory.mktemp("case-study"))
+    return run_case_study(TOY, root / "docs", root / "work", root / "models", log=lambda _: None)
+
+
+def test_report_has_all_four_arms_and_the_on_chain_rewards(case_study):
+    report, results = case_study
+    text = report.read_text()
+    for arm in ("base", "pooled", "collaborative", *(h["name"] for h in results["hospitals"])):
+        assert arm in text
+    rewards = [h["reward_eth"] for h in results["hospitals"]]
+    assert all(f"{reward:.6f}" in text for reward in rewards)
+    assert sum(rewards) == pytest.approx(3.0)  # the one round's whole budget, paid on chain
+    assert [r for r, _ in results["by_round"]] == [0, 1]
+    figures = list(report.parent.glob("*.png"))
+    assert len(figures) == 4 and all(f.stat().st_size > 0 for f in figures)
