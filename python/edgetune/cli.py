@@ -280,7 +280,7 @@ def federation_command(
         store=ipfs,
     )
     if chain == "embedded":
-        result = run_in_process(config, log=console.print)
+        result = run_in_process(config, log=lambda line: console.print(line, markup=False))
         history = load_history(result.owner, result.task.task_id, result.deployment_block)
         console.print(timings_table(result.timings, "time per round, summed over edges"))
     else:
@@ -362,7 +362,9 @@ def case_study_command(
     """Medical case study: chest X-ray dialogues, four arms (base, each hospital alone, on-chain
     collaboration, pooled), with on-chain rewards; writes the report and figures."""
     settings = CaseStudySettings.full_run() if full else CaseStudySettings.quick_run()
-    report, _ = run_case_study(settings, out, workdir, log=console.print)
+    report, _ = run_case_study(
+        settings, out, workdir, log=lambda line: console.print(line, markup=False)
+    )
     console.print(f"report written to {report}")
 
 

@@ -63,6 +63,7 @@ def run_collaborative(
     workdir: Path,
     log: Callable[[str], None] = print,
     pool_ether: float = 3.0,
+    harm_tolerance: float = 0.5,
 ) -> CollaborativeResult:
     """Deploy, publish the VLM task, run one agent per hospital until the last round."""
     chain = connect("embedded")
@@ -82,7 +83,7 @@ def run_collaborative(
         slash_non_reveal=stake // 2,
         slash_invalid=stake,
         registration_blocks=1000,
-        harm_tolerance=SCORE_SCALE // 2,
+        harm_tolerance=round(harm_tolerance * SCORE_SCALE),
     )
     task = publish_task(owner, store, base_dir, spec, template, int(pool_ether * ETHER), VISION)
     agents = []
@@ -155,6 +156,7 @@ def run_case_study(
         settings.rounds,
         workdir,
         log,
+        harm_tolerance=settings.harm_tolerance,
     )
     final = collaboration.agents[0].fetch_global(collaboration.owner.status(collaboration.task_id))
     results["collaborative"] = evaluate_arm(adapted, test, final, "collaborative")

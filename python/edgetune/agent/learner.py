@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 
 import torch
 
+from edgetune.casestudy.arms import diagnosis_log_loss
 from edgetune.casestudy.vlm import VisionAdaptedModel, VisionSample
 from edgetune.casestudy.vlm_train import evaluate_vlm, train_vlm_update
 from edgetune.learning import AdaptedModel, Example, TrainConfig, evaluate, train_update
@@ -61,12 +62,16 @@ class TextLearner:
 @dataclass
 class VisionLearner:
     """A LLaVA-style vision-language model with LoRA on its language model, trained on
-    (image, question, answer) samples; scored by validation loss on answer tokens."""
+    (image, question, answer) samples."""
 
     adapted: VisionAdaptedModel
     train_samples: Sequence[VisionSample]
     validation_samples: Sequence[VisionSample]
     config: TrainConfig
+    # Score by how surely the model names the true diagnosis among the candidates, not by
+    # answer-token loss: that mostly measures the answer *format*, which even wrongly labelled
+    # data teaches (a 60%-noisy hospital earned most under it).
+    diagnosis_scored: bool = True
 
     @property
     def samples(self) -> int:
@@ -80,4 +85,6 @@ class VisionLearner:
         return train_vlm_update(self.adapted, global_adapter, self.train_samples, config).tensors
 
     def metric(self, adapter: Mapping[str, torch.Tensor]) -> float:
+        if self.diagnosis_scored:
+            return -diagnosis_log_loss(self.adapted, list(self.validation_samples), adapter)
         return -evaluate_vlm(self.adapted, self.validation_samples, adapter).loss

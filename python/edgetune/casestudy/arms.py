@@ -72,6 +72,10 @@ class CaseStudySettings:
     pretrain_pairs: int = 1000
     pretrain_steps: int = 600
     pretrain_seed: int = 12345
+    # The collaborative arm: each hospital's audit set, and how far below zero (in nats of
+    # diagnosis log-loss) an update's Shapley value may fall before validators leave it out.
+    validation_per_class: int = 8
+    harm_tolerance: float = 0.1
 
     def __post_init__(self) -> None:
         checks = {
@@ -260,6 +264,27 @@ def _candidate_predictions(
         names[int(np.argmin(scores[i * len(names) : (i + 1) * len(names)]))]
         for i in range(len(samples))
     ]
+
+
+def diagnosis_log_loss(
+    adapted: VisionAdaptedModel,
+    samples: list[VisionSample],
+    adapter: Mapping[str, torch.Tensor] | None = None,
+    batch_size: int = 32,
+) -> float:
+    """Mean -log p(true finding) when the five short answers compete (softmax over their
+    negative NLLs): smooth like a loss, but it rewards naming the right diagnosis, not merely
+    learning the answer format (which even wrongly labelled data teaches)."""
+    if adapter is not None:
+        adapted.set_adapter(adapter)
+    names = sorted(SHORT_ANSWERS)
+    queries = [(s.image, s.question, SHORT_ANSWERS[n]) for s in samples for n in names]
+    rows = encode_samples(adapted.processor, queries, _max_length(adapted), eos=False)
+    nll = np.array([score for score, _ in _nll(adapted, rows, batch_size)]).reshape(-1, len(names))
+    log_norm = np.log(np.exp(-(nll - nll.min(axis=1, keepdims=True))).sum(axis=1))
+    true = np.array([names.index(s.label) for s in samples])
+    own = nll[np.arange(len(samples)), true] - nll.min(axis=1)
+    return float(np.mean(own + log_norm))
 
 
 def _max_length(adapted: VisionAdaptedModel) -> int:
