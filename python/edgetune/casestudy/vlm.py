@@ -54,6 +54,7 @@ from edgetune.learning.model import (
     base_model_files,
     default_cache_dir,
     deterministic_torch,
+    files_hash,
 )
 from edgetune.learning.train import IGNORE
 
@@ -232,13 +233,7 @@ def vlm_hash(path: Path | str) -> bytes:
     Same framing and order rule, so a folder without processor files hashes exactly as
     `base_model_hash` does.
     """
-    digest = hashlib.sha256()
-    for file in vlm_files(Path(path)):
-        name = file.name.encode()
-        content = file.read_bytes()
-        digest.update(len(name).to_bytes(8, "big") + name)
-        digest.update(len(content).to_bytes(8, "big") + content)
-    return digest.digest()
+    return files_hash(vlm_files(Path(path)))
 
 
 def load_vlm(path: Path | str, expected_hash: bytes | None = None) -> VisionBaseModel:

@@ -91,8 +91,13 @@ def base_model_files(path: Path) -> list[Path]:
 
 def base_model_hash(path: Path | str) -> bytes:
     """sha256 over the weight, config and tokenizer files (framing in the module docstring)."""
+    return files_hash(base_model_files(Path(path)))
+
+
+def files_hash(files: list[Path]) -> bytes:
+    """sha256 over `files` in the given order, each framed as len(name)‖name‖len(data)‖data."""
     digest = hashlib.sha256()
-    for file in base_model_files(Path(path)):
+    for file in files:
         name = file.name.encode()
         content = file.read_bytes()
         digest.update(len(name).to_bytes(8, "big") + name)
