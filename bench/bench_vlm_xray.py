@@ -10,7 +10,7 @@ import sys
 import time
 from collections import Counter
 
-from edgetune.casestudy.dialogues import DIAGNOSIS_NAMES
+from edgetune.casestudy.arms import SHORT_ANSWERS
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
 from edgetune.casestudy.vlm import (
     ALL_LINEAR,
@@ -23,7 +23,7 @@ from edgetune.casestudy.vlm import (
     vlm_adapter_spec,
 )
 from edgetune.casestudy.vlm_train import (
-    _nll,
+    answer_nll,
     pretrain_projector,
     train_vlm_update,
     xray_caption_pairs,
@@ -31,15 +31,13 @@ from edgetune.casestudy.vlm_train import (
 from edgetune.casestudy.xray import FINDINGS
 from edgetune.learning import TrainConfig, initial_global_adapter
 
-CANDIDATES = {f: f"Diagnosis: {DIAGNOSIS_NAMES[f]}." for f in FINDINGS}
-
 
 def _samples(cases: list, short: bool) -> list[VisionSample]:
     return [
         VisionSample(
             c.xray.image,
             c.dialogue.question,
-            CANDIDATES[c.labelled_finding] if short else c.dialogue.answer,
+            SHORT_ANSWERS[c.labelled_finding] if short else c.dialogue.answer,
             c.true_finding,
         )
         for c in cases
@@ -48,10 +46,10 @@ def _samples(cases: list, short: bool) -> list[VisionSample]:
 
 def _per_class(adapted, samples: list[VisionSample]) -> dict[str, tuple[int, int, str]]:
     """finding -> (correct, total, most predicted) by candidate scoring (as `evaluate_vlm`)."""
-    names = sorted(CANDIDATES)
-    queries = [(s.image, s.question, CANDIDATES[n]) for s in samples for n in names]
+    names = sorted(SHORT_ANSWERS)
+    queries = [(s.image, s.question, SHORT_ANSWERS[n]) for s in samples for n in names]
     rows = encode_samples(adapted.processor, queries, 256, eos=False)
-    scores = [score for score, _ in _nll(adapted, rows, 64)]
+    scores = [score for score, _ in answer_nll(adapted, rows, 64)]
     predicted: dict[str, Counter] = {f: Counter() for f in FINDINGS}
     for i, sample in enumerate(samples):
         row = scores[i * len(names) : (i + 1) * len(names)]

@@ -27,8 +27,9 @@ from edgetune.casestudy.vlm import (
 )
 from edgetune.casestudy.xray import XRay, generate_set
 from edgetune.learning import DataError, EvalResult, TrainConfig, TrainResult
+from edgetune.learning.evaluate import labelled_nll
 from edgetune.learning.model import default_cache_dir, deterministic_torch
-from edgetune.learning.train import IGNORE, _batch_order
+from edgetune.learning.train import _batch_order
 
 CAPTION_QUESTION = "describe the image."
 Sample = tuple[np.ndarray, str, str] | VisionSample
@@ -173,14 +174,14 @@ def evaluate_vlm(
     if adapter is not None:
         adapted.set_adapter(adapter)
     own = encode_samples(adapted.processor, samples, max_length)
-    nll = _nll(adapted, own, batch_size)
+    nll = answer_nll(adapted, own, batch_size)
     loss = sum(s for s, _ in nll) / sum(c for _, c in nll)
     labelled = [s for s in samples if s.label is not None]
     if not candidates or not labelled:
         return EvalResult(loss=loss, accuracy=None, n_examples=len(samples))
     names = sorted(candidates)
     queries = [(s.image, s.question, candidates[name]) for s in labelled for name in names]
-    scores = _nll(
+    scores = answer_nll(
         adapted, encode_samples(adapted.processor, queries, max_length, eos=False), batch_size
     )
     hits = 0
@@ -234,20 +235,15 @@ def _fit(
 
 
 @torch.no_grad()
-def _nll(adapted: VisionAdaptedModel, rows: list, batch_size: int) -> list[tuple[float, int]]:
+def answer_nll(adapted: VisionAdaptedModel, rows: list, batch_size: int) -> list[tuple[float, int]]:
     """Summed answer NLL (float64 log-softmax) and answer token count of each row."""
     out = []
     adapted.model.eval()
     with deterministic_torch(0):
         for start in range(0, len(rows), batch_size):
             batch = collate_rows(rows[start : start + batch_size], adapted.tokenizer.pad_token_id)
-            labels = batch.pop("labels")[:, 1:]
-            logits = adapted.model(**batch).logits
-            logprobs = torch.log_softmax(logits[:, :-1].double(), dim=-1)
-            mask = labels != IGNORE
-            picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            nll = -(picked * mask).sum(-1)
-            out += [(float(s), int(c)) for s, c in zip(nll, mask.sum(-1), strict=True)]
+            labels = batch.pop("labels")
+            out += labelled_nll(adapted.model(**batch).logits, labels)
     return out
 
 

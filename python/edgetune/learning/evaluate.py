@@ -88,10 +88,16 @@ def _nll_batches(adapted: AdaptedModel, rows: list, batch_size: int) -> list[tup
         logits = adapted.model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
         ).logits
-        labels = batch["labels"][:, 1:]
-        logprobs = torch.log_softmax(logits[:, :-1].double(), dim=-1)
-        mask = labels != IGNORE
-        picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        nll = -(picked * mask).sum(-1)
-        out += [(float(s), int(c)) for s, c in zip(nll, mask.sum(-1), strict=True)]
+        out += labelled_nll(logits, batch["labels"])
     return out
+
+
+def labelled_nll(logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[float, int]]:
+    """Per row: summed NLL (float64 log-softmax) of the labelled tokens, and their count.
+    `labels` are aligned with the inputs (IGNORE where not scored); logits predict the next."""
+    labels = labels[:, 1:]
+    logprobs = torch.log_softmax(logits[:, :-1].double(), dim=-1)
+    mask = labels != IGNORE
+    picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    nll = -(picked * mask).sum(-1)
+    return [(float(s), int(c)) for s, c in zip(nll, mask.sum(-1), strict=True)]
