@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgetune.agent.case_study import HospitalData, run_collaborative
-from edgetune.casestudy.dialogues import DIAGNOSIS_NAMES
+from edgetune.casestudy.arms import SHORT_ANSWERS, to_cases
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
 from edgetune.casestudy.vlm import (
     ALL_LINEAR,
@@ -18,20 +18,12 @@ from edgetune.casestudy.vlm import (
     vlm_adapter_spec,
     vlm_hash,
 )
-from edgetune.casestudy.xray import FINDINGS
 from edgetune.chain.history import load_history
 from edgetune.learning import TrainConfig
 
-CANDIDATES = {f: f"Diagnosis: {DIAGNOSIS_NAMES[f]}." for f in FINDINGS}
-
 
 def short(cases) -> list[VisionSample]:
-    return [
-        VisionSample(
-            c.xray.image, c.dialogue.question, CANDIDATES[c.labelled_finding], c.true_finding
-        )
-        for c in cases
-    ]
+    return to_cases("cases", cases).samples
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +41,7 @@ def collaboration(tmp_path_factory):
         spec,
         hospitals,
         test,
-        CANDIDATES,
+        SHORT_ANSWERS,
         TrainConfig(steps=4, batch_size=8),
         rounds=1,
         workdir=workdir,

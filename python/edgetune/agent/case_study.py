@@ -16,8 +16,7 @@ from edgetune.casestudy.arms import (
     SHORT_ANSWERS,
     CaseStudySettings,
     evaluate_arm,
-    hospital_samples,
-    load_adapted,
+    prepare_arms,
     run_local_arms,
     to_cases,
 )
@@ -125,12 +124,12 @@ def run_case_study(
 ) -> tuple[Path, dict]:
     """All four arms on one balanced test set, then the report (`out_dir/case-study.md`);
     returns the report's path and the results it was written from."""
-    results = run_local_arms(settings, cache_dir)
+    prepared = prepare_arms(settings, cache_dir)
+    results = run_local_arms(settings, prepared=prepared)
     log("base, alone and pooled arms done")
     started = time.perf_counter()
-    base_dir = Path(results["base_model"])
-    hospitals, test = hospital_samples(settings)
-    adapted = load_adapted(base_dir, settings)
+    base_dir, hospitals, test = prepared.base_dir, prepared.hospitals, prepared.test
+    adapted = prepared.adapted
     validation = [
         to_cases(
             f"validation-{i}", balanced_test_set(2, settings.seed + 500 + i, settings.image_size)

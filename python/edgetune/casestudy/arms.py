@@ -31,7 +31,7 @@ from edgetune.casestudy.vlm import (
     vlm_adapter_spec,
 )
 from edgetune.casestudy.vlm_train import (
-    _nll,
+    answer_nll,
     generate_answer,
     pretrain_projector,
     train_vlm_update,
@@ -225,7 +225,9 @@ def evaluate_arm(
     """Score `adapter` on `test` (see `ArmResult` for each figure)."""
     adapted.set_adapter(adapter)
     max_length = _max_length(adapted)
-    own = _nll(adapted, encode_samples(adapted.processor, test.samples, max_length), batch_size)
+    own = answer_nll(
+        adapted, encode_samples(adapted.processor, test.samples, max_length), batch_size
+    )
     loss = sum(s for s, _ in own) / sum(c for _, c in own)
     predicted = _candidate_predictions(adapted, test.samples, max_length, batch_size)
     generated = [
@@ -259,7 +261,7 @@ def _candidate_predictions(
     names = sorted(SHORT_ANSWERS)
     queries = [(s.image, s.question, SHORT_ANSWERS[n]) for s in samples for n in names]
     rows = encode_samples(adapted.processor, queries, max_length, eos=False)
-    scores = [score for score, _ in _nll(adapted, rows, batch_size)]
+    scores = [score for score, _ in answer_nll(adapted, rows, batch_size)]
     return [
         names[int(np.argmin(scores[i * len(names) : (i + 1) * len(names)]))]
         for i in range(len(samples))
@@ -280,7 +282,9 @@ def diagnosis_log_loss(
     names = sorted(SHORT_ANSWERS)
     queries = [(s.image, s.question, SHORT_ANSWERS[n]) for s in samples for n in names]
     rows = encode_samples(adapted.processor, queries, _max_length(adapted), eos=False)
-    nll = np.array([score for score, _ in _nll(adapted, rows, batch_size)]).reshape(-1, len(names))
+    nll = np.array([score for score, _ in answer_nll(adapted, rows, batch_size)]).reshape(
+        -1, len(names)
+    )
     log_norm = np.log(np.exp(-(nll - nll.min(axis=1, keepdims=True))).sum(axis=1))
     true = np.array([names.index(s.label) for s in samples])
     own = nll[np.arange(len(samples)), true] - nll.min(axis=1)
@@ -410,15 +414,36 @@ def hospital_rows(hospitals: list[Cases]) -> list[dict[str, object]]:
     ]
 
 
-def run_local_arms(settings: CaseStudySettings, cache_dir: Path | None = None) -> dict:
-    """Base, alone and pooled arms plus what the report needs besides the collaborative arm;
-    returns a partial `results` dict (schema in `edgetune.casestudy.report`)."""
+@dataclass
+class PreparedArms:
+    """What every arm shares: the pinned base, the hospitals' data, the test set, the model."""
+
+    base_dir: Path
+    hospitals: list[Cases]
+    test: Cases
+    adapted: VisionAdaptedModel
+    wall_s: float
+
+
+def prepare_arms(settings: CaseStudySettings, cache_dir: Path | None = None) -> PreparedArms:
     start = time.perf_counter()
     base_dir = prepare_base(settings, cache_dir)
     hospitals, test = hospital_samples(settings)
     adapted = load_adapted(base_dir, settings)
-    walls = {"prepare": time.perf_counter() - start}
-    results: dict = {"settings": settings, "base_model": str(base_dir)}
+    return PreparedArms(base_dir, hospitals, test, adapted, time.perf_counter() - start)
+
+
+def run_local_arms(
+    settings: CaseStudySettings,
+    cache_dir: Path | None = None,
+    prepared: PreparedArms | None = None,
+) -> dict:
+    """Base, alone and pooled arms plus what the report needs besides the collaborative arm;
+    returns a partial `results` dict (schema in `edgetune.casestudy.report`)."""
+    prepared = prepared or prepare_arms(settings, cache_dir)
+    adapted, hospitals, test = prepared.adapted, prepared.hospitals, prepared.test
+    walls = {"prepare": prepared.wall_s}
+    results: dict = {"settings": settings, "base_model": str(prepared.base_dir)}
     results["base"] = base_arm(adapted, test)
     results["alone"] = alone_arms(adapted, hospitals, test, settings)
     results["pooled"] = pooled_arm(adapted, hospitals, test, settings)
