@@ -1,12 +1,18 @@
+from collections import Counter
+
+import pytest
 import torch
 
 from edgetune.learning import (
     AdapterSpec,
+    DataError,
     Example,
     TrainConfig,
     adapter_to_bytes,
     aggregate,
     attach_adapter,
+    batch_order,
+    class_balanced_weights,
     evaluate,
     initial_global_adapter,
     load_base_model,
@@ -70,3 +76,20 @@ def test_fedit_mode_trains_and_exchanges_a_too(tiny_path) -> None:
     result = train_update(adapted, g0, train, TrainConfig(steps=3, batch_size=8))
     a_keys = [k for k in result.tensors if ".lora_A." in k]
     assert a_keys and any(not torch.equal(result.tensors[k], g0[k]) for k in a_keys)
+
+
+def test_class_balanced_batches_draw_every_class_about_equally() -> None:
+    classes = ["normal"] * 80 + ["effusion"] * 15 + ["pneumonia"] * 5
+    config = TrainConfig(steps=300, batch_size=10)
+    weights = class_balanced_weights(classes)
+    order = batch_order(len(classes), config, torch.Generator().manual_seed(0), weights)
+    assert len(order) == 300 and all(len(batch) == 10 for batch in order)
+    drawn = Counter(classes[i] for batch in order for i in batch)
+    assert all(abs(drawn[c] / 3000 - 1 / 3) < 0.03 for c in ("normal", "effusion", "pneumonia"))
+    # Unweighted, the same generator follows the case mix (80% normal).
+    plain = batch_order(len(classes), config, torch.Generator().manual_seed(0))
+    assert Counter(classes[i] for batch in plain for i in batch)["normal"] == 2400
+    again = batch_order(len(classes), config, torch.Generator().manual_seed(0), weights)
+    assert again == order
+    with pytest.raises(DataError, match="3 sample weights for 100 examples"):
+        batch_order(len(classes), config, torch.Generator(), weights[:3])

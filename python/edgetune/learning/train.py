@@ -5,11 +5,13 @@ Loss is on response tokens only. Prompt and response are tokenised separately an
 """
 
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from rich.progress import Progress
+from torch.utils.data import WeightedRandomSampler
 
 from edgetune.learning.adapter import AdaptedModel, Tensors
 from edgetune.learning.config import TrainConfig
@@ -76,7 +78,7 @@ def train_update(
     start = time.perf_counter()
     losses = []
     with deterministic_torch(config.seed, threads=config.threads):
-        order = _batch_order(len(rows), config, torch.Generator().manual_seed(config.seed))
+        order = batch_order(len(rows), config, torch.Generator().manual_seed(config.seed))
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         adapted.model.train()
         with Progress(disable=not config.progress, transient=True) as progress:
@@ -94,10 +96,36 @@ def train_update(
     return TrainResult(adapted.get_adapter(trained_only=True), len(examples), wall, losses)
 
 
-def _batch_order(n: int, config: TrainConfig, generator: torch.Generator) -> list[list[int]]:
-    """`steps` batches drawn epoch by epoch from seeded permutations (every example seen evenly)."""
+def batch_order(
+    n: int,
+    config: TrainConfig,
+    generator: torch.Generator,
+    weights: Sequence[float] | None = None,
+) -> list[list[int]]:
+    """`config.steps` batches of indices into `n` examples, drawn from `generator`.
+
+    Unweighted: epoch by epoch from seeded permutations (every example seen evenly). Weighted:
+    each index drawn with probability proportional to its weight, with replacement
+    (`WeightedRandomSampler`), e.g. `class_balanced_weights` to see every class equally often.
+    """
     size = min(config.batch_size, n)
-    stream: list[int] = []
-    while len(stream) < config.steps * size:
-        stream += torch.randperm(n, generator=generator).tolist()
+    if weights is not None:
+        if len(weights) != n:
+            raise DataError(f"{len(weights)} sample weights for {n} examples")
+        sampler = WeightedRandomSampler(weights, config.steps * size, generator=generator)
+        stream = list(sampler)
+    else:
+        stream = []
+        while len(stream) < config.steps * size:
+            stream += torch.randperm(n, generator=generator).tolist()
     return [stream[i * size : (i + 1) * size] for i in range(config.steps)]
+
+
+def class_balanced_weights(classes: Sequence[Hashable]) -> list[float]:
+    """Per example, 1 / (examples of its class): every class drawn equally often.
+
+    An edge's own case mix is skewed (non-IID); trained on it as is, its update mostly teaches
+    its own class prior, which averaging cannot undo (label-skew client drift).
+    """
+    counts = Counter(classes)
+    return [1.0 / counts[c] for c in classes]
