@@ -1,16 +1,19 @@
-"""Per-class X-ray diagnosis accuracy of the tiny VLM after one edge's LM-only LoRA round.
+"""Per-class X-ray diagnosis accuracy of the tiny VLM after one edge's LM-only LoRA round, on
+the owner's base after alignment alone (vision tower + projector captioning generic X-ray signs
+with the LM frozen) and after alignment plus tuning (everything, LM included): the case study's.
 
 Run: .venv/bin/python bench/bench_vlm_xray.py [steps] [lr] [answers: full|short] [head: 1|0]
-Owner stage: vision tower + projector pre-trained on generic X-ray sign captions (cached). Edge:
-one hospital of ~300 cases, LoRA on every LM linear layer (+ the head unless head=0). Prints
-accuracy per finding on the edge's own data and on the balanced test set, and seconds per step.
+Edge: one hospital of ~300 cases, LoRA on every LM linear layer (+ the head unless head=0).
+Prints accuracy per finding on the edge's own data and on the balanced test set, and seconds per
+step. Both bases are cached after the first run.
 """
 
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 
-from edgetune.casestudy.arms import SHORT_ANSWERS
+from edgetune.casestudy.arms import SHORT_ANSWERS, CaseStudySettings, prepare_base
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
 from edgetune.casestudy.vlm import (
     ALL_LINEAR,
@@ -18,15 +21,12 @@ from edgetune.casestudy.vlm import (
     VisionSample,
     attach_vlm_adapter,
     encode_samples,
-    ensure_tiny_vlm,
     load_vlm,
     vlm_adapter_spec,
 )
 from edgetune.casestudy.vlm_train import (
     answer_nll,
-    pretrain_projector,
     train_vlm_update,
-    xray_caption_pairs,
 )
 from edgetune.casestudy.xray import FINDINGS
 from edgetune.learning import TrainConfig, initial_global_adapter
@@ -73,23 +73,26 @@ def main() -> None:
     lr = float(sys.argv[2]) if len(sys.argv) > 2 else 1e-2
     short = len(sys.argv) > 3 and sys.argv[3] == "short"
     head = not (len(sys.argv) > 4 and sys.argv[4] == "0")
-    start = time.perf_counter()
-    pairs = xray_caption_pairs(1000, seed=12345)
-    base_dir = pretrain_projector(ensure_tiny_vlm(), pairs, steps=600, batch_size=16)
-    print(f"owner pre-training (cached after the first run): {time.perf_counter() - start:.1f} s")
-    base = load_vlm(base_dir)
-    modules = (*ALL_LINEAR, LM_HEAD) if head else ALL_LINEAR
-    adapted = attach_vlm_adapter(base, vlm_adapter_spec(base.model, modules=modules))
     edge = _samples(make_hospitals(1, [300], alpha=100.0, seed=1)[0].samples, short)
     test = _samples(balanced_test_set(20, seed=99), short)
-    config = TrainConfig(steps=steps, batch_size=16, lr=lr, max_length=256)
-    start = time.perf_counter()
-    result = train_vlm_update(adapted, initial_global_adapter(adapted), edge, config)
-    per_step = (time.perf_counter() - start) / steps
-    print(f"{steps} steps, lr {lr}, answers {'short' if short else 'full'}, head LoRA {head}")
-    print(f"{per_step:.3f} s/step (batch 16), final loss {result.losses[-1]:.3f}")
-    _table("edge's own 300 cases (training data)", _per_class(adapted, edge))
-    _table("balanced test set (20 per finding)", _per_class(adapted, test))
+    settings = CaseStudySettings.quick_run()
+    for stage, owner in (
+        ("alignment only", replace(settings, pretrain_tune_steps=0)),
+        ("alignment + tuning", settings),
+    ):
+        start = time.perf_counter()
+        base = load_vlm(prepare_base(owner))
+        print(f"\n== base: {stage} (pre-training {time.perf_counter() - start:.1f} s) ==")
+        modules = (*ALL_LINEAR, LM_HEAD) if head else ALL_LINEAR
+        adapted = attach_vlm_adapter(base, vlm_adapter_spec(base.model, modules=modules))
+        config = TrainConfig(steps=steps, batch_size=16, lr=lr, max_length=256)
+        start = time.perf_counter()
+        result = train_vlm_update(adapted, initial_global_adapter(adapted), edge, config)
+        per_step = (time.perf_counter() - start) / steps
+        print(f"{steps} steps, lr {lr}, answers {'short' if short else 'full'}, head LoRA {head}")
+        print(f"{per_step:.3f} s/step (batch 16), final loss {result.losses[-1]:.3f}")
+        _table("edge's own 300 cases (training data)", _per_class(adapted, edge))
+        _table("balanced test set (20 per finding)", _per_class(adapted, test))
 
 
 if __name__ == "__main__":

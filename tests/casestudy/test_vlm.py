@@ -31,7 +31,7 @@ from edgetune.casestudy.vlm_train import (
     blob_caption_pairs,
     evaluate_vlm,
     generate_answer,
-    pretrain_projector,
+    pretrain_base,
     train_vlm_update,
     xray_caption_pairs,
 )
@@ -85,7 +85,9 @@ def pairs() -> list:
 def pretrained(vlm_path: Path, cache: Path, pairs: list) -> Path:
     # LM-only LoRA reads the image through a frozen tower: without this stage the toy task
     # stays at chance (measured: 0.5 after 60 steps), with ~120 steps it is solved.
-    return pretrain_projector(vlm_path, pairs, steps=120, seed=0, cache_dir=cache, batch_size=8)
+    return pretrain_base(
+        vlm_path, pairs, steps=120, seed=0, cache_dir=cache, batch_size=8, tune_steps=60
+    )
 
 
 @pytest.fixture
@@ -193,25 +195,30 @@ def test_generate_returns_text(adapted) -> None:
     assert isinstance(answer, str) and answer
 
 
-def test_pretraining_trains_only_vision_and_projector_and_is_cached(
+def test_pretraining_stages_train_what_they_name_and_are_cached(
     vlm_path: Path, cache: Path
 ) -> None:
     pairs, held_out = blob_caption_pairs(32, seed=0), blob_caption_pairs(16, seed=1)
-    out = pretrain_projector(vlm_path, pairs, steps=15, seed=0, cache_dir=cache, batch_size=8)
-    before, after = load_file(vlm_path / "model.safetensors"), load_file(out / "model.safetensors")
-    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"vision_tower", "multi_modal_projector"}
+    before = load_file(vlm_path / "model.safetensors")
     samples = [VisionSample(i, "describe the image.", c) for i, c in held_out]
-    losses = [evaluate_vlm(_bare(path), samples).loss for path in (vlm_path, out)]
-    assert losses[1] < losses[0]
+    outs = {}
+    for tune_steps in (0, 5):
+        out = pretrain_base(
+            vlm_path, pairs, 15, cache_dir=cache, batch_size=8, tune_steps=tune_steps
+        )
+        after = load_file(out / "model.safetensors")
+        changed = (k for k in before if not torch.equal(before[k], after[k]))
+        outs[tune_steps] = {k.split(".")[0] for k in changed}
+        losses = [evaluate_vlm(_bare(path), samples).loss for path in (vlm_path, out)]
+        assert losses[1] < losses[0]
+    # Alignment trains the tower and projector only; tuning then trains the LM too.
+    assert outs[0] == {"vision_tower", "multi_modal_projector"}
+    assert outs[5] == {"vision_tower", "multi_modal_projector", "language_model"}
+    out = pretrain_base(vlm_path, pairs, steps=15, cache_dir=cache, batch_size=8)
     mtime = (out / "model.safetensors").stat().st_mtime_ns
-    assert (
-        pretrain_projector(vlm_path, pairs, steps=15, seed=0, cache_dir=cache, batch_size=8) == out
-    )
+    assert pretrain_base(vlm_path, pairs, steps=15, cache_dir=cache, batch_size=8) == out
     assert (out / "model.safetensors").stat().st_mtime_ns == mtime  # cached, not retrained
-    assert (
-        pretrain_projector(vlm_path, pairs, steps=16, seed=0, cache_dir=cache, batch_size=8) != out
-    )
+    assert pretrain_base(vlm_path, pairs, steps=16, cache_dir=cache, batch_size=8) != out
 
 
 def _bare(path: Path):

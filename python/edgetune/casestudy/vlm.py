@@ -8,11 +8,10 @@ path takes the same code path.
 
 Grayscale radiographs are replicated to three channels (what any pretrained RGB tower expects).
 
-Edges fine-tune LoRA on the language model's attention only. The adapter spec names each
-target module by its full path under `language_model`, so the vision tower's own
-`q_proj`/`k_proj`/`v_proj` are never touched and the spec hash says exactly what is adapted.
-The projector is not adapted: it is a dense layer, so averaging it would be plain FedAvg, not
-the exact B-only aggregation the protocol relies on. It stays frozen with the pinned base.
+Edges fine-tune LoRA on the language model's linear layers (and, with `LM_HEAD`, its output
+head). The adapter spec names each target module by its full path under `language_model`, so
+the vision tower's own `q_proj`/`k_proj`/`v_proj` are never touched and the spec hash says
+exactly what is adapted. The vision tower and projector stay frozen with the pinned base.
 """
 
 import hashlib
@@ -142,12 +141,16 @@ class EncodedRow(NamedTuple):
 
 
 def ensure_tiny_vlm(
-    cache_dir: Path | None = None, seed: int = 0, recipe: VisionRecipe | None = None
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    recipe: VisionRecipe | None = None,
+    language_model_dir: Path | None = None,
 ) -> Path:
-    """Return the cached tiny VLM over the project's tiny LM, building it on first use."""
+    """Return the cached VLM of a tiny vision tower over `language_model_dir` (default: the
+    project's tiny LM), building it on first use."""
     recipe = recipe or VisionRecipe()
     cache_dir = cache_dir or default_cache_dir()
-    lm_dir = ensure_tiny_model(cache_dir)
+    lm_dir = language_model_dir or ensure_tiny_model(cache_dir)
     key = {"recipe": asdict(recipe), "seed": seed, "lm": base_model_hash(lm_dir).hex()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     dest = cache_dir / f"tiny-vlm-{digest}"
@@ -164,7 +167,7 @@ def build_tiny_vlm(
 ) -> Path:
     """Build a LLaVA over the causal LM in `language_model_dir`: identical bytes on every build.
 
-    The vision tower and projector are freshly initialised from `seed` (see `pretrain_projector`
+    The vision tower and projector are freshly initialised from `seed` (see `pretrain_base`
     for their training); the LM's weights are copied and its vocabulary grows by `<image>`,
     whose embedding row is the mean of the others (no random draw, and it is overwritten by
     image features anyway). Written to a temporary sibling and renamed.

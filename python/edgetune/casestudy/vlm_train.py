@@ -26,10 +26,9 @@ from edgetune.casestudy.vlm import (
     vlm_hash,
 )
 from edgetune.casestudy.xray import XRay, generate_set
-from edgetune.learning import DataError, EvalResult, TrainConfig, TrainResult
+from edgetune.learning import DataError, EvalResult, TrainConfig, TrainResult, batch_order
 from edgetune.learning.evaluate import labelled_nll
 from edgetune.learning.model import default_cache_dir, deterministic_torch
-from edgetune.learning.train import _batch_order
 
 CAPTION_QUESTION = "describe the image."
 Sample = tuple[np.ndarray, str, str] | VisionSample
@@ -91,7 +90,7 @@ def _describe(xray: XRay) -> str:
     return f"{heart} heart, {extent} {shade} area in the {side} {zone} zone."
 
 
-def pretrain_projector(
+def pretrain_base(
     vlm_dir: Path | str,
     image_caption_pairs: Sequence[tuple[np.ndarray, str]],
     steps: int,
@@ -99,16 +98,34 @@ def pretrain_projector(
     cache_dir: Path | None = None,
     batch_size: int = 16,
     lr: float = 2e-3,
+    tune_steps: int = 0,
+    tune_lr: float = 1e-3,
 ) -> Path:
-    """The owner's pre-training: train vision tower + projector (LM frozen) to caption images.
+    """The owner's pre-training on image captions, in LLaVA's two stages: `steps` steps of the
+    vision tower and projector with the language model frozen (alignment), then `tune_steps`
+    steps of everything, the language model included.
+
+    The second stage is there because the tiny LM cannot learn to caption frozen: it never saw
+    these words and its head rows for them coincide (see `vlm.LM_HEAD`), so after the first
+    stage alone its greedy captions are unrelated text and the edges' LoRA has to learn the
+    vocabulary and the image at once. Measured (pooled data, 150 LoRA steps): 0.25 accuracy on
+    a base from the first stage alone, 0.68 on one from both.
 
     Done once: the result is cached in `cache_dir/vlm-pre-<key>`, the key hashing the input
     model's `vlm_hash`, every pair and every knob, and it is an ordinary saved model folder
     whose `vlm_hash` the task pins as its base model.
     """
-    if not image_caption_pairs or steps < 1:
-        raise DataError("pretrain_projector needs at least one image-caption pair and one step")
-    knobs = {"steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr, "version": 1}
+    if not image_caption_pairs or steps < 1 or tune_steps < 0:
+        raise DataError("pretrain_base needs an image-caption pair, one step, tune_steps >= 0")
+    knobs = {
+        "steps": steps,
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "tune_steps": tune_steps,
+        "tune_lr": tune_lr,
+        "version": 2,
+    }
     key = _pretrain_key(vlm_hash(vlm_dir), image_caption_pairs, knobs)
     dest = (cache_dir or default_cache_dir()) / f"vlm-pre-{key[:12]}"
     if (dest / "config.json").is_file():
@@ -119,18 +136,24 @@ def pretrain_projector(
     rows = encode_samples(
         base.processor, samples, max_length=model.config.text_config.max_position_embeddings
     )
-    trained = [
-        *model.model.vision_tower.parameters(),
-        *model.model.multi_modal_projector.parameters(),
-    ]
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for param in trained:
-        param.requires_grad_(True)
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    _fit(model, rows, base.tokenizer.pad_token_id, trained, config)
+    connector = [model.model.vision_tower, model.model.multi_modal_projector]
+    stages = [(connector, steps, lr), ([model], tune_steps, tune_lr)]
+    for modules, stage_steps, stage_lr in stages:
+        if stage_steps:
+            config = TrainConfig(steps=stage_steps, batch_size=batch_size, lr=stage_lr, seed=seed)
+            _fit(model, rows, base.tokenizer.pad_token_id, _only_trainable(model, modules), config)
     save_vlm(model, base.processor, dest)
     return dest
+
+
+def _only_trainable(
+    model: torch.nn.Module, modules: list[torch.nn.Module]
+) -> list[torch.nn.Parameter]:
+    """Freeze `model` but `modules`; return their parameters."""
+    model.requires_grad_(False)
+    for module in modules:
+        module.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def train_vlm_update(
@@ -138,8 +161,10 @@ def train_vlm_update(
     global_adapter: Mapping[str, torch.Tensor],
     samples: Sequence[Sample],
     config: TrainConfig,
+    sample_weights: Sequence[float] | None = None,
 ) -> TrainResult:
-    """One edge's round from `global_adapter` on (image, question, answer) samples.
+    """One edge's round from `global_adapter` on (image, question, answer) samples, drawn in
+    proportion to `sample_weights` if given (see `batch_order`).
 
     Returns the exchanged tensors (B only in "ffa"); same inputs on the same CPU, same update.
     """
@@ -149,7 +174,9 @@ def train_vlm_update(
     rows = encode_samples(adapted.processor, list(samples), config.max_length)
     params = [p for p in adapted.model.parameters() if p.requires_grad]
     start = time.perf_counter()
-    losses = _fit(adapted.model, rows, adapted.tokenizer.pad_token_id, params, config)
+    losses = _fit(
+        adapted.model, rows, adapted.tokenizer.pad_token_id, params, config, sample_weights
+    )
     wall = time.perf_counter() - start
     return TrainResult(adapted.get_adapter(trained_only=True), len(samples), wall, losses)
 
@@ -217,11 +244,13 @@ def _fit(
     pad_id: int,
     params: list[torch.nn.Parameter],
     config: TrainConfig,
+    weights: Sequence[float] | None = None,
 ) -> list[float]:
     """Seeded AdamW over `params` for `config.steps` batches; returns the per-step losses."""
     losses = []
     with deterministic_torch(config.seed, threads=config.threads):
-        order = _batch_order(len(rows), config, torch.Generator().manual_seed(config.seed))
+        generator = torch.Generator().manual_seed(config.seed)
+        order = batch_order(len(rows), config, generator, weights)
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         model.train()
         for batch_ids in order:
