@@ -5,7 +5,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -27,7 +27,7 @@ from edgetune.chain.history import load_history
 from edgetune.chain.nodes import DEFAULT_PORT, AnvilNode, NodeStatus
 from edgetune.chain.types import TaskConfig
 from edgetune.errors import EdgetuneError
-from edgetune.learning import AdapterSpec, TrainConfig, prepare_smollm2
+from edgetune.learning import AdapterSpec, TrainConfig, resolve_base_model
 from edgetune.storage import open_store
 from edgetune.views import (
     edges_table,
@@ -352,16 +352,22 @@ def withdraw_command(
 @one_line_errors
 def case_study_command(
     full: Annotated[bool, typer.Option("--full/--quick", help="Full run (slow) or quick.")] = False,
-    out: Annotated[Path, typer.Option(help="Where case-study.md and its figures go.")] = Path(
-        "docs"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where case-study.md and its figures go [quick: docs, full: docs/full]"),
+    ] = None,
     workdir: Annotated[Path, typer.Option(help="Chain state and content store.")] = Path(
         ".edgetune/case-study"
     ),
+    language_model: Annotated[
+        str, typer.Option(help="The VLM's language model: tiny | smollm2 | path to a folder")
+    ] = "tiny",
 ) -> None:
     """Medical case study: chest X-ray dialogues, four arms (base, each hospital alone, on-chain
     collaboration, pooled), with on-chain rewards; writes the report and figures."""
     settings = CaseStudySettings.full_run() if full else CaseStudySettings.quick_run()
+    settings = replace(settings, language_model=language_model)
+    out = out or Path("docs" if settings.quick else "docs/full")
     report, _ = run_case_study(
         settings, out, workdir, log=lambda line: console.print(line, markup=False)
     )
@@ -369,11 +375,7 @@ def case_study_command(
 
 
 def _model_dir(model: str) -> Path | None:
-    if model == "tiny":
-        return None
-    if model == "smollm2":
-        return prepare_smollm2()
-    return Path(model)
+    return None if model == "tiny" else resolve_base_model(model)
 
 
 if __name__ == "__main__":

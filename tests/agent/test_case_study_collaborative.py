@@ -18,6 +18,7 @@ from edgetune.casestudy.vlm import (
     vlm_adapter_spec,
     vlm_hash,
 )
+from edgetune.casestudy.vlm_train import evaluate_vlm
 from edgetune.chain.history import load_history
 from edgetune.learning import TrainConfig
 
@@ -60,3 +61,12 @@ def test_hospitals_complete_a_paid_round_on_the_pinned_vision_model(collaboratio
     (finalized,) = history.rounds
     aggregate = result.agents[0].store.get(finalized.global_cid)
     assert "0x" + sha256(aggregate).hexdigest() == finalized.global_hash
+
+
+def test_hospitals_value_updates_by_diagnosis_accuracy_on_their_audit_cases(collaboration):
+    result, _ = collaboration
+    learner = result.agents[0].learner
+    final = result.agents[0].fetch_global(result.owner.status(result.task_id))
+    expected = evaluate_vlm(learner.adapted, learner.validation_samples, final, SHORT_ANSWERS)
+    # Two implementations of candidate scoring (the arms' and evaluate_vlm's) agree.
+    assert learner.metric(final) == expected.accuracy

@@ -144,7 +144,7 @@ def _synthetic_results() -> dict:
             "class_counts": {f: 2 for f in FINDINGS},
             "noisy": i == 2,
             "noise_rate": 0.6 if i == 2 else 0.0,
-            "shapley_by_round": [0.1 * (3 - i), 0.05],
+            "shapley_by_round": [0.1 * (3 - i), 0.05 if i < 2 else None],
             "reward_eth": 0.01 * (3 - i),
         }
         for i in range(3)
@@ -159,6 +159,7 @@ def _synthetic_results() -> dict:
         "collaborative": _arm("collaborative", 0.7),
         "by_round": [(1, 0.4), (2, 0.6), (3, 0.7)],
         "hospitals": hospitals,
+        "pool": {"funded_eth": 3.0, "paid_eth": 0.06, "rejected_rounds": []},
         "wall_times": {"base": 1.0, "alone": 2.0, "collaborative": 3.0},
         "display": [
             DisplayCase(f, rng.uniform(size=(16, 16)), "What is it?", f"Diagnosis: {f}.")
@@ -185,6 +186,10 @@ def test_write_report_has_every_table_dialogue_and_figure(tmp_path: Path) -> Non
     assert "| 3 | 0.700 |" in text  # by-round row
     assert "0.030000" in text  # hospital-0's reward
     assert "yes (60%)" in text
+    assert "| 0.100, out | 0.100 |" in text  # hospital-2 left out of round 2
+    assert "the contract paid 0.060000 ETH" in text
+    assert "collaboration beats every hospital alone" in text
+    assert "The noisy-label hospital-2 earns the least: 0.010000 ETH" in text
     assert "Diagnosis: pneumonia \\| pooled." in text  # dialogue cell, pipe escaped
     assert "| **total** | 6.0 |" in text
     assert "edgetune case-study --quick" in text
@@ -203,6 +208,32 @@ def test_write_report_without_collaborative_run_omits_its_parts(tmp_path: Path) 
     text = write_report(results, tmp_path).read_text()
     assert "| collaborative |" not in text
     assert "## Collaborative accuracy by round" not in text
+    assert "## Verdict" not in text
     assert not (tmp_path / FIGURES["rounds"]).exists()
     assert not (tmp_path / FIGURES["rewards"]).exists()
     assert (tmp_path / FIGURES["arms"]).exists()
+
+
+def test_verdict_says_so_when_collaboration_loses_or_the_noisy_hospital_earns_more(
+    tmp_path: Path,
+) -> None:
+    results = _synthetic_results()
+    results["collaborative"] = _arm("collaborative", 0.5)  # hospital-2 alone has 0.5 too
+    results["hospitals"][2]["reward_eth"] = 0.5
+    text = write_report(results, tmp_path).read_text()
+    assert "(alone: hospital-2) 0.500: the collaboration does not beat every hospital" in text
+    assert "All data pooled centrally (the upper bound) reaches 0.800." in text
+    results["pooled"] = _arm("pooled", 0.45)
+    text = write_report(results, tmp_path).read_text()
+    assert "reaches 0.450, no better than alone: hospital-2" in text
+    assert "The noisy-label hospital-2 does not earn the least: 0.500000 ETH" in text
+
+
+def test_a_round_without_consensus_is_named_so_not_left_out(tmp_path: Path) -> None:
+    results = _synthetic_results()
+    results["pool"]["rejected_rounds"] = [2]
+    for hospital in results["hospitals"]:
+        hospital["shapley_by_round"][1] = None  # no ContributionScored in a rejected round
+    text = write_report(results, tmp_path).read_text()
+    assert "| 0.100, no consensus | 0.100 |" in text  # hospital-2: round 2 had no consensus
+    assert "| 0.300, no consensus | 0.300 |" in text

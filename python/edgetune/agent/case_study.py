@@ -40,6 +40,7 @@ class HospitalData:
     name: str
     train: Sequence[VisionSample]
     validation: Sequence[VisionSample]
+    sample_weights: Sequence[float] | None = None  # how often each training sample is drawn
 
 
 @dataclass
@@ -62,7 +63,7 @@ def run_collaborative(
     workdir: Path,
     log: Callable[[str], None] = print,
     pool_ether: float = 3.0,
-    harm_tolerance: float = 0.5,
+    harm_tolerance: float = 0.05,
 ) -> CollaborativeResult:
     """Deploy, publish the VLM task, run one agent per hospital until the last round."""
     chain = connect("embedded")
@@ -93,6 +94,7 @@ def run_collaborative(
             hospital.train,
             hospital.validation,
             replace(train, seed=train.seed + 100 * index),
+            hospital.sample_weights,
         )
         state = AgentState(workdir / f"{hospital.name}.json", task.task_id, client.sender_address)
         agent = EdgeAgent(
@@ -132,7 +134,10 @@ def run_case_study(
     adapted = prepared.adapted
     validation = [
         to_cases(
-            f"validation-{i}", balanced_test_set(2, settings.seed + 500 + i, settings.image_size)
+            f"validation-{i}",
+            balanced_test_set(
+                settings.validation_per_class, settings.seed + 500 + i, settings.image_size
+            ),
         )
         for i in range(len(hospitals))
     ]
@@ -140,7 +145,7 @@ def run_case_study(
         base_dir,
         adapted.spec,
         [
-            HospitalData(h.name, h.samples, v.samples)
+            HospitalData(h.name, h.samples, v.samples, h.balanced_weights)
             for h, v in zip(hospitals, validation, strict=True)
         ],
         test.samples,
@@ -162,18 +167,25 @@ def run_case_study(
     results["by_round"] = [
         (r, accuracy) for r, (_, accuracy) in sorted(collaboration.by_round.items())
     ]
-    _add_rewards(results["hospitals"], collaboration)
+    results["pool"] = _add_rewards(results["hospitals"], collaboration)
     results["wall_times"]["collaborative"] = time.perf_counter() - started
     return write_report(results, out_dir), results
 
 
-def _add_rewards(rows: list[dict], collaboration: CollaborativeResult) -> None:
-    """Each hospital's median Shapley score by round and on-chain reward, from events."""
+def _add_rewards(rows: list[dict], collaboration: CollaborativeResult) -> dict:
+    """Each hospital's median Shapley score by round (None: its update was left out, or the
+    round found no consensus) and on-chain reward, from events; returns what the pool held,
+    what the contract paid and which rounds found no consensus."""
     history = load_history(
         collaboration.owner, collaboration.task_id, collaboration.deployment_block
     )
     records = {record.address: record for record in history.edges}
     for row, agent in zip(rows, collaboration.agents, strict=True):
         record = records[agent.address]
-        row["shapley_by_round"] = [record.scores.get(r.round, 0.0) for r in history.rounds]
+        row["shapley_by_round"] = [record.scores.get(r.round) for r in history.rounds]
         row["reward_eth"] = record.earned / ETHER
+    return {
+        "funded_eth": history.pool / ETHER,
+        "paid_eth": sum(r.paid for r in history.rounds) / ETHER,
+        "rejected_rounds": [r.round for r in history.rounds if not r.accepted],
+    }

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 import torch
 
-from edgetune.casestudy.arms import diagnosis_log_loss
+from edgetune.casestudy.arms import diagnosis_accuracy
 from edgetune.casestudy.vlm import VisionAdaptedModel, VisionSample
 from edgetune.casestudy.vlm_train import evaluate_vlm, train_vlm_update
 from edgetune.learning import AdaptedModel, Example, TrainConfig, evaluate, train_update
@@ -68,9 +68,13 @@ class VisionLearner:
     train_samples: Sequence[VisionSample]
     validation_samples: Sequence[VisionSample]
     config: TrainConfig
-    # Score by how surely the model names the true diagnosis among the candidates, not by
-    # answer-token loss: that mostly measures the answer *format*, which even wrongly labelled
-    # data teaches (a 60%-noisy hospital earned most under it).
+    # Per training sample, how often it is drawn (`class_balanced_weights`); None: evenly.
+    sample_weights: Sequence[float] | None = None
+    # The Shapley utility: diagnosis accuracy on the validation cases, not answer-token loss,
+    # which mostly measures the answer *format* that even wrongly labelled data teaches (a
+    # 60%-noisy hospital earned most under it). Nor diagnosis log-loss: it charges a confident
+    # mistake without bound, so the one hospital rich in normal cases, whose update shifts the
+    # prior towards "normal", scored -3 to -7 nats and was left out of every round.
     diagnosis_scored: bool = True
 
     @property
@@ -82,9 +86,11 @@ class VisionLearner:
 
     def train(self, global_adapter: Mapping[str, torch.Tensor], round_: int) -> Tensors:
         config = replace(self.config, seed=self.config.seed + round_)
-        return train_vlm_update(self.adapted, global_adapter, self.train_samples, config).tensors
+        return train_vlm_update(
+            self.adapted, global_adapter, self.train_samples, config, self.sample_weights
+        ).tensors
 
     def metric(self, adapter: Mapping[str, torch.Tensor]) -> float:
         if self.diagnosis_scored:
-            return -diagnosis_log_loss(self.adapted, list(self.validation_samples), adapter)
+            return diagnosis_accuracy(self.adapted, list(self.validation_samples), adapter)
         return -evaluate_vlm(self.adapted, self.validation_samples, adapter).loss

@@ -11,7 +11,10 @@ all unmarked keys, the collaborative run adds the starred ones):
 - *"by_round": list[(round: int, accuracy: float)] — the collaborative arm's test accuracy.
 - "hospitals": list of dicts, in hospital order: "name": str, "size": int,
   "class_counts": {finding: int}, "noisy": bool, "noise_rate": float; the collaborative run
-  adds *"shapley_by_round": list[float] and *"reward_eth": float.
+  adds *"shapley_by_round": list[float | None] (None: the update was left out as harmful)
+  and *"reward_eth": float.
+- *"pool": {"funded_eth": float, "paid_eth": float, "rejected_rounds": list[int]} — the
+  task's pool, what it paid out, and the rounds whose vote found no consensus.
 - "wall_times": {stage name: seconds} — every stage that ran.
 - "display": list[`DisplayCase`] — one test case per finding, shown with each arm's answer.
 """
@@ -44,6 +47,7 @@ def write_report(results: dict, out_dir: Path) -> Path:
     sections = [
         _header(results),
         _arms_table(arms),
+        _verdict(results),
         _finding_table(arms),
         _rounds_section(results, figures),
         _hospital_table(results, figures),
@@ -68,7 +72,8 @@ def _header(results: dict) -> str:
     return (
         f"# Case study: collaborative chest X-ray diagnostic dialogues ({mode} run)\n\n"
         f"{settings.hospitals} hospitals fine-tune the pinned base VLM "
-        f"(`{results.get('base_model', '?')}`) with LoRA; every arm starts from the same "
+        f"(`{results.get('base_model', '?')}`, language model: {settings.language_model}) "
+        f"with LoRA; every arm starts from the same "
         f"initial adapter and is scored on the same balanced test set "
         f"({settings.test_per_class} cases per finding). Accuracy is candidate-scored (the "
         f"lowest-NLL `Diagnosis: X.` wins); generated accuracy reads the diagnosis from the "
@@ -89,6 +94,40 @@ def _arms_table(arms: list[ArmResult]) -> str:
         for a in arms
     ]
     return "\n".join(rows) + f"\n\n![accuracy per arm]({FIGURES['arms']})\n"
+
+
+def _verdict(results: dict) -> str:
+    """The two questions the case study asks, answered from this run's numbers."""
+    if "collaborative" not in results:
+        return ""
+    together, best = results["collaborative"], max(results["alone"], key=lambda a: a.accuracy)
+    beats = all(together.accuracy > a.accuracy for a in results["alone"])
+    lines = [
+        "## Verdict\n",
+        f"- Collaborative {together.accuracy:.3f} against the best hospital alone "
+        f"({best.name}) {best.accuracy:.3f}: the collaboration "
+        f"{'beats' if beats else 'does not beat'} every hospital alone in this run.",
+    ]
+    pooled = results["pooled"].accuracy
+    if pooled <= best.accuracy:
+        lines.append(
+            f"- All data pooled centrally reaches {pooled:.3f}, no better than {best.name}: in "
+            f"this run the other hospitals' data add nothing this model turns into accuracy, "
+            f"so collaboration has no headroom over {best.name}."
+        )
+    else:
+        lines.append(f"- All data pooled centrally (the upper bound) reaches {pooled:.3f}.")
+    hospitals = results["hospitals"]
+    noisy = [h for h in hospitals if h.get("noisy")]
+    if noisy and all("reward_eth" in h for h in hospitals):
+        least = min(h["reward_eth"] for h in hospitals)
+        for h in noisy:
+            earns = "earns the least" if h["reward_eth"] == least else "does not earn the least"
+            lines.append(
+                f"- The noisy-label {h['name']} {earns}: {h['reward_eth']:.6f} ETH, against "
+                f"{least:.6f} to {max(x['reward_eth'] for x in hospitals):.6f} ETH for all."
+            )
+    return "\n".join(lines) + "\n"
 
 
 def _finding_table(arms: list[ArmResult]) -> str:
@@ -125,19 +164,31 @@ def _hospital_table(results: dict, figures: set[str]) -> str:
         "Shapley by round | Shapley total | reward (ETH) |",
         "|---|---:|---|---|---|---:|---:|",
     ]
+    rejected = set(results.get("pool", {}).get("rejected_rounds", []))
     for h in hospitals:
         counts = h.get("class_counts") or {}
         mix = " / ".join(str(counts.get(f, "-")) for f in FINDINGS)
         noisy = f"yes ({h.get('noise_rate', 0):.0%})" if h.get("noisy") else "no"
-        shapley = h.get("shapley_by_round")
-        by_round = ", ".join(f"{v:.3f}" for v in shapley) if shapley else "-"
-        total = f"{sum(shapley):.3f}" if shapley else "-"
+        shapley = h.get("shapley_by_round") or []
+        by_round = ", ".join(_score(v, r, rejected) for r, v in enumerate(shapley, 1)) or "-"
+        total = f"{sum(v for v in shapley if v is not None):.3f}" if shapley else "-"
         reward = _fmt(h.get("reward_eth"), ".6f")
         rows.append(
             f"| {h['name']} | {h.get('size', '-')} | {mix} | {noisy} | {by_round} | {total} | "
             f"{reward} |"
         )
     text = "\n".join(rows) + "\n"
+    if "pool" in results:
+        pool, tolerance = results["pool"], results["settings"].harm_tolerance
+        text += (
+            f"\nShapley scores are the stake-weighted median of the other hospitals' scores, in "
+            f"accuracy on their own audit sets; *out*: the validators left the update out (its "
+            f"value fell below -{tolerance}); *no consensus*: no ballot reached the quorum, so "
+            f"the round kept the global model and carried its budget over. The owner funded "
+            f"{pool['funded_eth']:.3f} ETH; the contract paid {pool['paid_eth']:.6f} ETH to "
+            f"the hospitals, as trainers and validators; budgets not paid carry over and the "
+            f"owner may refund what is left.\n"
+        )
     if "rewards" in figures:
         text += f"\n![reward per hospital]({FIGURES['rewards']})\n"
     return text
@@ -171,20 +222,28 @@ def _wall_table(results: dict) -> str:
 
 def _reproduce(results: dict) -> str:
     settings = results["settings"]
-    flag = "--quick" if settings.quick else ""
+    flags = ["--quick" if settings.quick else "--full"]
+    if settings.language_model != "tiny":
+        flags.append(f"--language-model {settings.language_model}")
     knobs = "\n".join(
         f"| {name} | {value} |" for name, value in vars(settings).items() if name != "quick"
     )
     return (
         "## How to reproduce\n\n"
-        f"```\nHF_HUB_OFFLINE=1 edgetune case-study {flag}\n```\n\n"
+        f"```\nHF_HUB_OFFLINE=1 edgetune case-study {' '.join(flags)}\n```\n\n"
         "Everything is seeded and runs on CPU; the report and figures are regenerated by the "
         "command. Settings:\n\n| setting | value |\n|---|---|\n" + knobs + "\n"
     )
 
 
-def _fmt(value: float | None, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
+def _score(value: float | None, round_: int, rejected: set[int]) -> str:
+    if round_ in rejected:
+        return "no consensus"
+    return _fmt(value, ".3f", "out")
+
+
+def _fmt(value: float | None, spec: str = ".3f", missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
 
 
 def _cell(text: str) -> str:
