@@ -221,11 +221,11 @@ def test_verdict_says_so_when_collaboration_loses_or_the_noisy_hospital_earns_mo
     results["collaborative"] = _arm("collaborative", 0.5)  # hospital-2 alone has 0.5 too
     results["hospitals"][2]["reward_eth"] = 0.5
     text = write_report(results, tmp_path).read_text()
-    assert "(alone: hospital-2) 0.500: the collaboration does not beat every hospital" in text
+    assert "(hospital-2) 0.500: the collaboration does not beat every hospital" in text
     assert "All data pooled centrally (the upper bound) reaches 0.800." in text
     results["pooled"] = _arm("pooled", 0.45)
     text = write_report(results, tmp_path).read_text()
-    assert "reaches 0.450, no better than alone: hospital-2" in text
+    assert "reaches 0.450, no better than hospital-2 alone" in text
     assert "The noisy-label hospital-2 does not earn the least: 0.500000 ETH" in text
 
 

@@ -63,7 +63,7 @@ def run_collaborative(
     workdir: Path,
     log: Callable[[str], None] = print,
     pool_ether: float = 3.0,
-    harm_tolerance: float = 0.05,
+    harm_tolerance: float = 0.1,
 ) -> CollaborativeResult:
     """Deploy, publish the VLM task, run one agent per hospital until the last round."""
     chain = connect("embedded")

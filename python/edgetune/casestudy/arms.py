@@ -174,8 +174,8 @@ class ArmResult:
 
 
 def prepare_base(settings: CaseStudySettings, cache_dir: Path | None = None) -> Path:
-    """The owner's pinned base: the tiny VLM pre-trained end to end on generic X-ray captions
-    (cached by `pretrain_base`, so only the first call trains)."""
+    """The owner's pinned base: the VLM pre-trained on generic X-ray captions, aligned and then
+    tuned end to end (cached by `pretrain_base`, so only the first call trains)."""
     raw = ensure_tiny_vlm(
         cache_dir,
         recipe=VisionRecipe(image_size=settings.image_size),

@@ -102,18 +102,19 @@ def _verdict(results: dict) -> str:
         return ""
     together, best = results["collaborative"], max(results["alone"], key=lambda a: a.accuracy)
     beats = all(together.accuracy > a.accuracy for a in results["alone"])
+    best_name = best.name.removeprefix("alone: ")
     lines = [
         "## Verdict\n",
         f"- Collaborative {together.accuracy:.3f} against the best hospital alone "
-        f"({best.name}) {best.accuracy:.3f}: the collaboration "
+        f"({best_name}) {best.accuracy:.3f}: the collaboration "
         f"{'beats' if beats else 'does not beat'} every hospital alone in this run.",
     ]
     pooled = results["pooled"].accuracy
     if pooled <= best.accuracy:
         lines.append(
-            f"- All data pooled centrally reaches {pooled:.3f}, no better than {best.name}: in "
-            f"this run the other hospitals' data add nothing this model turns into accuracy, "
-            f"so collaboration has no headroom over {best.name}."
+            f"- All data pooled centrally reaches {pooled:.3f}, no better than {best_name} "
+            f"alone: in this run the other hospitals' data add nothing this model turns into "
+            f"accuracy, so collaboration has no headroom over {best_name}."
         )
     else:
         lines.append(f"- All data pooled centrally (the upper bound) reaches {pooled:.3f}.")
