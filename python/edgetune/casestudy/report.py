@@ -11,8 +11,8 @@ all unmarked keys, the collaborative run adds the starred ones):
 - *"by_round": list[(round: int, accuracy: float)] — the collaborative arm's test accuracy.
 - "hospitals": list of dicts, in hospital order: "name": str, "size": int,
   "class_counts": {finding: int}, "noisy": bool, "noise_rate": float; the collaborative run
-  adds *"shapley_by_round": list[float | None] (None: the update was left out as harmful)
-  and *"reward_eth": float.
+  adds *"shapley_by_round": list[float | None], one per round from round 1 (None: the
+  update was left out as harmful, or the round found no consensus) and *"reward_eth": float.
 - *"pool": {"funded_eth": float, "paid_eth": float, "rejected_rounds": list[int]} — the
   task's pool, what it paid out, and the rounds whose vote found no consensus.
 - "wall_times": {stage name: seconds} — every stage that ran.
