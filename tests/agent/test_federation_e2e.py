@@ -124,3 +124,15 @@ def test_useful_data_earns_more_than_a_zero_update(federation):
 def test_the_global_model_improves_on_the_held_out_test_set(federation):
     loss = {round_: metrics[0] for round_, metrics in federation.test_metrics.items()}
     assert loss[2] < loss[1] < loss[0]
+
+
+def test_a_second_federation_in_the_same_workdir_starts_from_fresh_agent_state(tmp_path):
+    # The embedded chain deploys at the same address and task ids restart at 1, so the first
+    # run's saved votes (three scores) would otherwise be replayed in the second (two updates).
+    for edges in (3, 2):
+        config = FederationConfig(
+            edges=edges, rounds=1, train=TrainConfig(steps=5), workdir=tmp_path
+        )
+        result = run_in_process(config, log=lambda _: None)
+        history = load_history(result.owner, result.task.task_id, result.deployment_block)
+        assert [(r.accepted, r.updates) for r in history.rounds] == [(True, edges)]

@@ -87,7 +87,7 @@ def test_an_agent_killed_after_each_commit_resumes_and_is_paid(anvil, tmp_path):
         sends), so it dies around its commit transaction, before it could reveal."""
         if not state_file.exists() or status.round != 1:
             return
-        state = AgentState(state_file, task.task_id, victim_address)
+        state = AgentState(state_file, owner.address, task.task_id, victim_address)
         after_update = not crashes and state.update(1)
         after_vote = crashes == ["update"] and state.vote(1)
         if after_update or after_vote:

@@ -96,7 +96,9 @@ def run_collaborative(
             replace(train, seed=train.seed + 100 * index),
             hospital.sample_weights,
         )
-        state = AgentState(workdir / f"{hospital.name}.json", task.task_id, client.sender_address)
+        state_file = workdir / f"{hospital.name}.json"
+        state_file.unlink(missing_ok=True)  # an earlier run's: a fresh chain reuses the address
+        state = AgentState(state_file, client.address, task.task_id, client.sender_address)
         agent = EdgeAgent(
             client,
             task.task_id,

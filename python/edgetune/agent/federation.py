@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgetune.agent.edge import AgentSettings, Behaviour, EdgeAgent, RoundTimings
-from edgetune.agent.launch import build_agent
+from edgetune.agent.launch import STATE_FILE, build_agent
 from edgetune.agent.publish import PublishedTask, publish_task
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect
@@ -116,6 +116,8 @@ def prepare_edge_data(config: FederationConfig) -> tuple[list[EdgeData], list[Ex
         directory = config.workdir / f"edge-{index}"
         validation = triage_examples(config.validation_per_class * 5, seed=1000 + index)
         directory.mkdir(parents=True, exist_ok=True)
+        # A new federation is a new deployment; a fresh chain even reuses the contract address.
+        (directory / STATE_FILE).unlink(missing_ok=True)
         save_jsonl(shard, directory / "train.jsonl")
         save_jsonl(validation, directory / "validation.jsonl")
         edges.append(EdgeData(directory, load_jsonl(directory / "train.jsonl"), validation))

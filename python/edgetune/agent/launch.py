@@ -52,7 +52,7 @@ def build_agent(
         cache = default_cache_dir() / f"task-base-{config.base_model_hash.hex()[:16]}"
         model_dir = fetch_base_model(store, config.base_model_cid, config.base_model_hash, cache)
     adapted = attach_adapter(load_base_model(model_dir, config.base_model_hash), spec)
-    state = AgentState(data_dir / STATE_FILE, task_id, client.sender_address)
+    state = AgentState(data_dir / STATE_FILE, client.address, task_id, client.sender_address)
     learner = TextLearner(
         adapted, load_jsonl(data_dir / TRAIN_FILE), load_jsonl(data_dir / VALIDATION_FILE), train
     )

@@ -49,11 +49,11 @@ class CommittedVote:
 
 
 class AgentState:
-    """A small JSON file per (task, edge): committed updates and votes by round."""
+    """A small JSON file per (contract, task, edge): committed updates and votes by round."""
 
-    def __init__(self, path: Path, task_id: int, edge: str) -> None:
+    def __init__(self, path: Path, contract: str, task_id: int, edge: str) -> None:
         self.path = Path(path)
-        self.task_id, self.edge = task_id, edge
+        self.contract, self.task_id, self.edge = contract, task_id, edge
         self._data = self._load()
 
     def update(self, round_: int) -> CommittedUpdate | None:
@@ -74,17 +74,23 @@ class AgentState:
 
     def _load(self) -> dict:
         if not self.path.exists():
-            return {"task_id": self.task_id, "edge": self.edge, "rounds": {}}
+            return {**self._owner(), "rounds": {}}
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
             raise StateFileError(f"cannot read agent state {self.path}: {exc}") from None
-        if (data.get("task_id"), data.get("edge")) != (self.task_id, self.edge):
+        # Task ids restart at 1 in every deployment: another contract's salts must not be reused.
+        owner = {key: data.get(key) for key in self._owner()}
+        if owner != self._owner():
             raise StateFileError(
-                f"{self.path} belongs to task {data.get('task_id')} edge {data.get('edge')}, "
-                f"not task {self.task_id} edge {self.edge}"
+                f"{self.path} belongs to contract {owner['contract']} task {owner['task_id']} "
+                f"edge {owner['edge']}, not contract {self.contract} task {self.task_id} edge "
+                f"{self.edge}; move it away to start afresh"
             )
         return data
+
+    def _owner(self) -> dict:
+        return {"contract": self.contract, "task_id": self.task_id, "edge": self.edge}
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
