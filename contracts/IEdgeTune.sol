@@ -2,9 +2,12 @@
 pragma solidity ^0.8.24;
 
 /// @title IEdgeTune
-/// @notice Types, errors and events of the edgetune coordinator: edges stake on a fine-tuning
-/// task, commit and reveal LoRA updates, commit and reveal stake-weighted votes on the aggregate,
-/// and are paid by the median of their peers' Shapley scores. See docs/protocol.md.
+/// @notice Types, errors and events of the edgetune coordinator (protocol v2): edges stake on a
+/// fine-tuning task; each round they commit and reveal LoRA updates, then commit and reveal
+/// Shapley scores of every update (stage 1), from which the contract fixes validity, medians and
+/// the included set, then commit and reveal attestations of the aggregate (stage 2). Trainers are
+/// paid by their median score, validators by how well their scores track the medians.
+/// See docs/protocol.md.
 interface IEdgeTune {
     /// @dev The phase of a task is derived from stored deadlines and counts, never stored.
     enum Phase {
@@ -12,16 +15,19 @@ interface IEdgeTune {
         Registration,
         UpdateCommit,
         UpdateReveal,
-        VoteCommit,
-        VoteReveal,
+        ScoreCommit,
+        ScoreReveal,
+        Tally,
+        AttestCommit,
+        AttestReveal,
         Finalizable,
         Finished,
         Cancelled
     }
 
     enum SlashReason {
-        UpdateNotRevealed,
-        VoteNotRevealed,
+        Absent,
+        NotRevealed,
         InvalidUpdate
     }
 
@@ -46,95 +52,115 @@ interface IEdgeTune {
         uint32 registrationBlocks;
         uint32 commitBlocks;
         uint32 revealBlocks;
-        uint32 voteCommitBlocks;
-        uint32 voteRevealBlocks;
-        uint32 maxSamples;
+        uint32 scoreCommitBlocks;
+        uint32 scoreRevealBlocks;
+        uint32 tallyBlocks;
+        uint32 attestCommitBlocks;
+        uint32 attestRevealBlocks;
         uint32 harmTolerance;
         uint128 minStake;
+        uint128 slashAbsent;
         uint128 slashNonReveal;
         uint128 slashInvalid;
     }
 
     /// @notice What an agent polls: the task's phase and its own record, in one call.
+    /// `done` is the edge's bitmask of round steps (see the STEP_ constants of {EdgeTune}).
     struct Status {
         Phase phase;
         uint16 round;
         uint64 phaseEnd;
         uint16 activeEdges;
-        uint16 commits;
         uint16 reveals;
-        uint16 voteCommits;
-        uint16 voteReveals;
+        uint16 scoreReveals;
+        uint256 includedMask;
         bytes32 globalHash;
         string globalCid;
         bool registered;
         bool active;
         uint256 stake;
-        bool updateCommitted;
-        bool updateRevealed;
-        bool voteCommitted;
-        bool voteRevealed;
+        uint8 done;
         uint256 owed;
     }
 
-    /// @notice A validator's verdict on a round. Bit i of the masks and `scores[i]` refer to the
-    /// i-th revealed update; scores are Shapley values in millionths.
-    struct Ballot {
+    /// @notice A stage-1 ballot as revealed: bit i of the masks and bytes [4i, 4i+4) of `scores`
+    /// (a big-endian int32 Shapley value in millionths) refer to the i-th revealed update.
+    struct ScoreBallot {
+        address scorer;
         uint256 validMask;
-        uint256 includedMask;
-        bytes32 aggregateHash;
-        string aggregateCid;
-        bool approve;
-        int32[] scores;
+        uint256 copyMask;
+        bytes scores;
     }
 
-    struct RevealedUpdate {
-        address edge;
-        bytes32 updateHash;
-        string cid;
-        uint32 samples;
-    }
-
-    error EdgeTuneInvalidConfig(bytes32 field);
+    error EdgeTuneInvalidConfig(bytes32 field, uint256 value);
     error EdgeTuneUnknownTask(uint256 taskId);
     error EdgeTuneNotTaskOwner(uint256 taskId, address caller);
     error EdgeTuneWrongPhase(uint256 taskId, Phase current, Phase required);
     error EdgeTuneWrongRound(uint256 taskId, uint16 current, uint16 given);
+    error EdgeTuneNotCommitPhase(Phase given);
+    error EdgeTuneNotAllowed(uint256 taskId, address edge);
     error EdgeTuneAlreadyRegistered(uint256 taskId, address edge);
     error EdgeTuneTaskFull(uint256 taskId, uint16 maxEdges);
     error EdgeTuneStakeTooLow(uint256 taskId, uint256 stake, uint256 minStake);
     error EdgeTuneNotActiveEdge(uint256 taskId, address edge);
-    error EdgeTuneAlreadyCommitted(uint256 taskId, uint16 round, address edge);
-    error EdgeTuneNotCommitted(uint256 taskId, uint16 round, address edge);
-    error EdgeTuneAlreadyRevealed(uint256 taskId, uint16 round, address edge);
-    error EdgeTuneCommitmentMismatch(uint256 taskId, uint16 round, address edge);
-    error EdgeTuneSamplesOutOfRange(uint32 samples, uint32 maxSamples);
-    error EdgeTuneInvalidMask(uint256 validMask, uint256 includedMask, uint16 reveals);
-    error EdgeTuneScoresLength(uint256 length, uint16 reveals);
+    error EdgeTuneZeroCommitment(uint256 taskId, uint16 round, address edge);
+    error EdgeTuneReusedCommitment(uint256 taskId, uint16 round, address edge, bytes32 commitment);
+    error EdgeTuneAlreadyCommitted(uint256 taskId, uint16 round, address edge, Phase stage);
+    error EdgeTuneNotCommitted(uint256 taskId, uint16 round, address edge, Phase stage);
+    error EdgeTuneAlreadyRevealed(uint256 taskId, uint16 round, address edge, Phase stage);
+    error EdgeTuneCommitmentMismatch(uint256 taskId, uint16 round, address edge, Phase stage);
+    error EdgeTuneDuplicateUpdate(uint256 taskId, uint16 round, bytes32 updateHash);
+    error EdgeTuneInvalidMask(uint256 validMask, uint256 copyMask, uint16 reveals);
+    error EdgeTuneScoresLength(uint256 length, uint256 expected);
+    error EdgeTuneBallotCount(uint256 given, uint256 expected);
+    error EdgeTuneBallotsMismatch(uint256 taskId, uint16 round);
     error EdgeTuneStakeLocked(uint256 taskId, address edge);
     error EdgeTuneNothingToWithdraw(address account);
     error EdgeTuneNothingToRefund(uint256 taskId);
 
     event TaskCreated(uint256 indexed taskId, address indexed owner, uint256 pool, TaskConfig config);
+    event EdgeAllowed(uint256 indexed taskId, address indexed edge);
     event TaskStarted(uint256 indexed taskId, uint16 edges, uint256 activeStake);
     event TaskCancelled(uint256 indexed taskId);
     event TaskFinished(uint256 indexed taskId, bytes32 globalHash, string globalCid);
     event EdgeRegistered(uint256 indexed taskId, address indexed edge, uint256 stake);
+    event EdgeLeft(uint256 indexed taskId, address indexed edge, uint256 stake);
     event ExitRequested(uint256 indexed taskId, address indexed edge, uint16 round);
     event StakeReleased(uint256 indexed taskId, address indexed edge, uint256 amount);
-    event UpdateCommitted(uint256 indexed taskId, uint16 indexed round, address indexed edge, bytes32 commitment);
+    event Committed(
+        uint256 indexed taskId, uint16 indexed round, address indexed edge, Phase stage, bytes32 commitment
+    );
     event UpdateRevealed(
+        uint256 indexed taskId, uint16 indexed round, address indexed edge, uint16 index, bytes32 updateHash, string cid
+    );
+    event ScoresRevealed(
         uint256 indexed taskId,
         uint16 indexed round,
         address indexed edge,
-        uint16 index,
-        bytes32 updateHash,
-        string cid,
-        uint32 samples
+        uint256 validMask,
+        uint256 copyMask,
+        bytes scores
     );
-    event VoteCommitted(uint256 indexed taskId, uint16 indexed round, address indexed edge, bytes32 commitment);
-    event VoteRevealed(
-        uint256 indexed taskId, uint16 indexed round, address indexed edge, bytes32 candidate, Ballot ballot
+    /// @notice Stage 1's outcome, fixed on chain. `medians[i]` is update i's stake-weighted
+    /// median score; `agreements[k]` (millionths) is how closely the k-th scorer tracked them.
+    event RoundTallied(
+        uint256 indexed taskId,
+        uint16 indexed round,
+        uint256 scoreStake,
+        uint256 validMask,
+        uint256 copyMask,
+        uint256 includedMask,
+        int32[] medians,
+        uint32[] agreements
+    );
+    event AttestationRevealed(
+        uint256 indexed taskId,
+        uint16 indexed round,
+        address indexed edge,
+        bytes32 candidate,
+        bytes32 aggregateHash,
+        string aggregateCid,
+        bool approve
     );
     event RoundFinalized(
         uint256 indexed taskId,
@@ -144,17 +170,12 @@ interface IEdgeTune {
         bytes32 globalHash,
         string globalCid,
         uint256 approvingStake,
-        uint256 revealedStake,
+        uint256 attestStake,
         uint256 budget,
         uint256 paid
     );
-    event ContributionScored(uint256 indexed taskId, uint16 indexed round, address indexed edge, int256 medianScore);
     event RewardCredited(
-        uint256 indexed taskId,
-        uint16 indexed round,
-        address indexed edge,
-        RewardKind kind,
-        uint256 amount
+        uint256 indexed taskId, uint16 indexed round, address indexed edge, RewardKind kind, uint256 amount
     );
     event Slashed(uint256 indexed taskId, uint16 indexed round, address indexed edge, SlashReason reason, uint256 amount);
     event PoolRefunded(uint256 indexed taskId, address indexed owner, uint256 amount);

@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IEdgeTune} from "./IEdgeTune.sol";
+import {ScoreTally} from "./libraries/ScoreTally.sol";
+
+/// @title ScoreTallier
+/// @notice {ScoreTally} behind an external call. {EdgeTune} creates one in its constructor, so
+/// the tally's code lives in its own account and EdgeTune's runtime code stays under the
+/// 24,576-byte limit (EIP-170); a pure function needs no trust beyond that creation.
+contract ScoreTallier {
+    /// @notice See {ScoreTally.tally}.
+    function tally(
+        IEdgeTune.ScoreBallot[] calldata ballots,
+        uint128[] calldata stakes,
+        uint16 reveals,
+        uint32 harmTolerance
+    ) external pure returns (ScoreTally.Outcome memory) {
+        return ScoreTally.tally(ballots, stakes, reveals, harmTolerance);
+    }
+}
