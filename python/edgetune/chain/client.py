@@ -1,11 +1,11 @@
 """A typed client for the EdgeTune contract: one method per contract function.
 
 Reads return dataclasses from `edgetune.chain.types`; writes return the transaction receipt.
-A revert becomes `ContractRevert` whose message names the custom error and its arguments
-(`EdgeTuneWrongPhase(taskId=1, current=VOTE_COMMIT, required=UPDATE_REVEAL)`), so a user sees why.
+A revert raises the exception class of its custom error (`edgetune.chain.reverts`), whose
+message names the error and its arguments, so a user sees why and code catches it by type.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -15,26 +15,16 @@ from web3.types import TxReceipt
 
 from edgetune.chain.connect import Chain, call, send
 from edgetune.chain.errors import TransactionReverted
+from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import (
-    Ballot,
+    Attestation,
     Phase,
     RevealedUpdate,
+    ScoreBallot,
     Status,
     TaskConfig,
     TaskFunds,
 )
-
-_ENUM_ARGS: dict[str, type] = {"current": Phase, "required": Phase}
-
-
-class ContractRevert(TransactionReverted):
-    """The contract refused a call with a custom error; `error` and `values` say which and why."""
-
-    def __init__(self, reverted: TransactionReverted) -> None:
-        shown = ", ".join(f"{k}={_show(k, v)}" for k, v in reverted.values.items())
-        TransactionReverted.__init__(self, reverted.tx_hash, reverted.error, reverted.data)
-        self.args = (f"{reverted.error}({shown})",)
-        self.values = reverted.values
 
 
 class EdgeTuneClient:
@@ -64,8 +54,11 @@ class EdgeTuneClient:
 
     # ------------------------------------------------------------------ writes
 
-    def create_task(self, config: TaskConfig, pool_wei: int) -> tuple[int, TxReceipt]:
-        receipt = self._send(self.contract.functions.createTask(config.as_tuple()), pool_wei)
+    def create_task(
+        self, config: TaskConfig, pool_wei: int, allowlist: Sequence[str] = ()
+    ) -> tuple[int, TxReceipt]:
+        fn = self.contract.functions.createTask(config.as_tuple(), list(allowlist))
+        receipt = self._send(fn, pool_wei)
         (event,) = self.receipt_events(receipt, "TaskCreated")
         return event.taskId, receipt
 
@@ -90,20 +83,34 @@ class EdgeTuneClient:
     def withdraw(self) -> TxReceipt:
         return self._send(self.contract.functions.withdraw())
 
-    def commit_update(self, task_id: int, round_: int, commitment: bytes) -> TxReceipt:
-        return self._send(self.contract.functions.commitUpdate(task_id, round_, commitment))
+    def commit(self, task_id: int, round_: int, stage: Phase, commitment: bytes) -> TxReceipt:
+        return self._send(self.contract.functions.commit(task_id, round_, int(stage), commitment))
 
     def reveal_update(
-        self, task_id: int, round_: int, update_hash: bytes, cid: str, samples: int, salt: bytes
+        self, task_id: int, round_: int, update_hash: bytes, cid: str, salt: bytes
     ) -> TxReceipt:
-        fn = self.contract.functions.revealUpdate(task_id, round_, update_hash, cid, samples, salt)
+        fn = self.contract.functions.revealUpdate(task_id, round_, update_hash, cid, salt)
         return self._send(fn)
 
-    def commit_vote(self, task_id: int, round_: int, commitment: bytes) -> TxReceipt:
-        return self._send(self.contract.functions.commitVote(task_id, round_, commitment))
+    def reveal_scores(
+        self, task_id: int, round_: int, ballot: ScoreBallot, salt: bytes
+    ) -> TxReceipt:
+        fn = self.contract.functions.revealScores(
+            task_id, round_, ballot.valid_mask, ballot.copy_mask, ballot.packed_scores(), salt
+        )
+        return self._send(fn)
 
-    def reveal_vote(self, task_id: int, round_: int, ballot: Ballot, salt: bytes) -> TxReceipt:
-        fn = self.contract.functions.revealVote(task_id, round_, ballot.as_tuple(), salt)
+    def tally(self, task_id: int, round_: int, ballots: Sequence[ScoreBallot]) -> TxReceipt:
+        fn = self.contract.functions.tally(task_id, round_, [b.as_tuple() for b in ballots])
+        return self._send(fn)
+
+    def reveal_attestation(
+        self, task_id: int, round_: int, attestation: Attestation, salt: bytes
+    ) -> TxReceipt:
+        a = attestation
+        fn = self.contract.functions.revealAttestation(
+            task_id, round_, a.aggregate_hash, a.aggregate_cid, a.approve, salt
+        )
         return self._send(fn)
 
     def finalize(self, task_id: int) -> TxReceipt:
@@ -125,8 +132,27 @@ class EdgeTuneClient:
         return TaskFunds(*self._call(self.contract.functions.taskFunds(task_id)))
 
     def revealed_updates(self, task_id: int, round_: int) -> list[RevealedUpdate]:
-        rows = self._call(self.contract.functions.revealedUpdates(task_id, round_))
-        return [RevealedUpdate(*row) for row in rows]
+        """The round's updates in reveal order (the order masks and scores index), from events."""
+        logs = self.round_events(task_id, round_, "UpdateRevealed")
+        rows = [RevealedUpdate(e.edge, e.index, bytes(e.updateHash), e.cid) for e in logs]
+        return sorted(rows, key=lambda u: u.index)
+
+    def score_ballots(self, task_id: int, round_: int) -> list[ScoreBallot]:
+        """The round's revealed score ballots in reveal order, from events (what `tally` takes)."""
+        logs = self.round_events(task_id, round_, "ScoresRevealed")
+        return [ScoreBallot.unpack(e.edge, e.validMask, e.copyMask, bytes(e.scores)) for e in logs]
+
+    def medians(self, task_id: int, round_: int) -> list[int]:
+        return list(self._call(self.contract.functions.medians(task_id, round_)))
+
+    def edges_of(self, task_id: int) -> list[str]:
+        return list(self._call(self.contract.functions.edgesOf(task_id)))
+
+    def round_events(self, task_id: int, round_: int, name: str) -> list[Any]:
+        """Every `name` event of one round, in log order (block, then index in block)."""
+        event = self.contract.events[name]()
+        filters = {"taskId": task_id, "round": round_}
+        return [log.args for log in event.get_logs(from_block=0, argument_filters=filters)]
 
     def stake_of(self, task_id: int, edge: str) -> int:
         return self._call(self.contract.functions.stakeOf(task_id, edge))
@@ -158,13 +184,4 @@ class EdgeTuneClient:
         try:
             return action()
         except TransactionReverted as reverted:
-            raise ContractRevert(reverted) from None
-
-
-def _show(name: str, value: Any) -> str:
-    if name in _ENUM_ARGS:
-        return _ENUM_ARGS[name](value).name
-    if isinstance(value, bytes):
-        text = value.rstrip(b"\0")
-        return text.decode() if text.isascii() and text.isalnum() else "0x" + value.hex()
-    return str(value)
+            raise ContractRevert.of(reverted) from None

@@ -1,11 +1,12 @@
 """Python mirrors of the contract's structs and enums, and the commitments it checks.
 
 Money is always an int in wei; hashes are 32-byte `bytes`. The commitment functions reproduce
-`EdgeTune.updateCommitment` / `voteCommitment` bit for bit, so an agent can commit without a call.
+`EdgeTune.commitmentOf` bit for bit, so an agent can commit without a call.
 """
 
-from dataclasses import astuple, dataclass, field
-from enum import IntEnum
+import struct
+from dataclasses import astuple, dataclass
+from enum import IntEnum, IntFlag
 
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
@@ -14,7 +15,7 @@ from edgetune.errors import EdgetuneError
 
 BPS = 10_000
 SCORE_SCALE = 1_000_000  # scores travel as int32 millionths
-_BALLOT_TYPE = "(uint256,uint256,bytes32,string,bool,int32[])"
+AGREEMENT_SCALE = 1_000_000  # a validator's agreement with the medians, in millionths
 
 
 class Phase(IntEnum):
@@ -22,16 +23,33 @@ class Phase(IntEnum):
     REGISTRATION = 1
     UPDATE_COMMIT = 2
     UPDATE_REVEAL = 3
-    VOTE_COMMIT = 4
-    VOTE_REVEAL = 5
-    FINALIZABLE = 6
-    FINISHED = 7
-    CANCELLED = 8
+    SCORE_COMMIT = 4
+    SCORE_REVEAL = 5
+    TALLY = 6
+    ATTEST_COMMIT = 7
+    ATTEST_REVEAL = 8
+    FINALIZABLE = 9
+    FINISHED = 10
+    CANCELLED = 11
+
+
+COMMIT_PHASES = (Phase.UPDATE_COMMIT, Phase.SCORE_COMMIT, Phase.ATTEST_COMMIT)
+
+
+class Step(IntFlag):
+    """Bits of `Status.done`: what an edge has done in the current round (EdgeTune.STEP_*)."""
+
+    UPDATE_COMMITTED = 1
+    UPDATE_REVEALED = 2
+    SCORES_COMMITTED = 4
+    SCORES_REVEALED = 8
+    ATTEST_COMMITTED = 16
+    ATTEST_REVEALED = 32
 
 
 class SlashReason(IntEnum):
-    UPDATE_NOT_REVEALED = 0
-    VOTE_NOT_REVEALED = 1
+    ABSENT = 0
+    NOT_REVEALED = 1
     INVALID_UPDATE = 2
 
 
@@ -56,17 +74,21 @@ class TaskConfig:
     initial_global_cid: str
     rounds: int = 3
     max_edges: int = 8
-    quorum_bps: int = 6666  # two of three equal stakes (6666.7 bps) must be enough
+    # A simple majority: stage 1 is deterministic, so honest validators back one candidate.
+    quorum_bps: int = 5001
     min_turnout_bps: int = 5000
     validator_share_bps: int = 2000
     registration_blocks: int = 50
     commit_blocks: int = 40
     reveal_blocks: int = 20
-    vote_commit_blocks: int = 40
-    vote_reveal_blocks: int = 20
-    max_samples: int = 100_000
+    score_commit_blocks: int = 40
+    score_reveal_blocks: int = 20
+    tally_blocks: int = 20
+    attest_commit_blocks: int = 40
+    attest_reveal_blocks: int = 20
     harm_tolerance: int = 50_000  # 0.05 in score millionths
     min_stake: int = 10**17
+    slash_absent: int = 5 * 10**16
     slash_non_reveal: int = 5 * 10**16
     slash_invalid: int = 10**17
 
@@ -78,8 +100,9 @@ class TaskConfig:
             raise InvalidTaskConfig(f"rounds must be in 1..65535, got {self.rounds}")
         if not BPS // 2 < self.quorum_bps <= BPS:
             raise InvalidTaskConfig(f"quorum_bps must be in 5001..10000, got {self.quorum_bps}")
-        if self.slash_non_reveal > self.min_stake or self.slash_invalid > self.min_stake:
-            raise InvalidTaskConfig("slash amounts must not exceed min_stake")
+        for name in ("slash_absent", "slash_non_reveal", "slash_invalid"):
+            if getattr(self, name) > self.min_stake:
+                raise InvalidTaskConfig(f"{name} must not exceed min_stake")
 
     def as_tuple(self) -> tuple:
         """The ABI tuple `createTask` takes (field order matches the Solidity struct)."""
@@ -91,36 +114,57 @@ class TaskConfig:
 
 
 @dataclass(frozen=True)
-class Ballot:
-    """A validator's vote: which revealed updates are valid and included, the aggregate it
-    computed, whether it approves, and its Shapley score of each update in millionths."""
+class ScoreBallot:
+    """A stage-1 ballot: which revealed updates are valid, which are near-copies of an earlier
+    one, and a Shapley score per update in millionths (reveal order)."""
 
     valid_mask: int
-    included_mask: int
+    copy_mask: int
+    scores: tuple[int, ...]
+    scorer: str = ""  # filled when read back from the chain
+
+    def packed_scores(self) -> bytes:
+        """The scores as the contract takes them: 4 big-endian bytes (int32) each."""
+        return b"".join(struct.pack(">i", s) for s in self.scores)
+
+    def payload(self) -> bytes:
+        return keccak(
+            encode(["uint256", "uint256", "bytes"], [self.valid_mask, self.copy_mask, self.packed_scores()])
+        )
+
+    def as_tuple(self) -> tuple:
+        """The ABI tuple of `ScoreBallot` for `tally`."""
+        return (_address(self.scorer), self.valid_mask, self.copy_mask, self.packed_scores())
+
+    @classmethod
+    def unpack(cls, scorer: str, valid_mask: int, copy_mask: int, scores: bytes) -> "ScoreBallot":
+        values = tuple(s for (s,) in struct.iter_unpack(">i", scores))
+        return cls(valid_mask, copy_mask, values, scorer)
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """A stage-2 vote on the aggregate: its hash and CID (both part of the candidate key)."""
+
     aggregate_hash: bytes
     aggregate_cid: str
     approve: bool
-    scores: tuple[int, ...] = field(default_factory=tuple)
 
-    def as_tuple(self) -> tuple:
-        scores = list(self.scores)
-        return (
-            self.valid_mask,
-            self.included_mask,
-            self.aggregate_hash,
-            self.aggregate_cid,
-            self.approve,
-            scores,
+    def payload(self) -> bytes:
+        return keccak(
+            encode(
+                ["bytes32", "string", "bool"], [self.aggregate_hash, self.aggregate_cid, self.approve]
+            )
         )
 
     def candidate(self) -> bytes:
         """The key the contract groups approving stake by."""
-        return keccak(
-            encode(
-                ["uint256", "uint256", "bytes32"],
-                [self.valid_mask, self.included_mask, self.aggregate_hash],
-            )
-        )
+        return keccak(encode(["bytes32", "string"], [self.aggregate_hash, self.aggregate_cid]))
+
+
+def update_payload(update_hash: bytes, cid: str) -> bytes:
+    """What an update commitment binds: keccak256(abi.encode(updateHash, cid))."""
+    return keccak(encode(["bytes32", "string"], [update_hash, cid]))
 
 
 @dataclass(frozen=True)
@@ -131,32 +175,33 @@ class Status:
     round: int
     phase_end: int
     active_edges: int
-    commits: int
     reveals: int
-    vote_commits: int
-    vote_reveals: int
+    score_reveals: int
+    included_mask: int
     global_hash: bytes
     global_cid: str
     registered: bool
     active: bool
     stake: int
-    update_committed: bool
-    update_revealed: bool
-    vote_committed: bool
-    vote_revealed: bool
+    done: Step
     owed: int
 
     @classmethod
     def from_tuple(cls, values: tuple) -> "Status":
-        return cls(Phase(values[0]), *values[1:])
+        fields = list(values)
+        fields[0], fields[12] = Phase(fields[0]), Step(fields[12])
+        return cls(*fields)
+
+    def has(self, step: Step) -> bool:
+        return bool(self.done & step)
 
 
 @dataclass(frozen=True)
 class RevealedUpdate:
     edge: str
+    index: int
     update_hash: bytes
     cid: str
-    samples: int
 
 
 @dataclass(frozen=True)
@@ -168,30 +213,21 @@ class TaskFunds:
     active_stake: int
 
 
-def update_commitment(
+def commitment(
     chain_id: int,
     contract: str,
     task_id: int,
     round_: int,
+    stage: Phase,
     edge: str,
-    update_hash: bytes,
-    cid: str,
-    samples: int,
+    payload: bytes,
     salt: bytes,
 ) -> bytes:
-    """keccak256(abi.encode(chainid, contract, taskId, round, edge, hash, cid, samples, salt))."""
-    types = ["uint256", "address", "uint256", "uint16", "address", "bytes32", "string", "uint32"]
-    values = [chain_id, _address(contract), task_id, round_, _address(edge), update_hash, cid]
-    return keccak(encode([*types, "bytes32"], [*values, samples, salt]))
-
-
-def vote_commitment(
-    chain_id: int, contract: str, task_id: int, round_: int, edge: str, ballot: Ballot, salt: bytes
-) -> bytes:
-    """keccak256(abi.encode(chainid, contract, taskId, round, edge, ballot, salt))."""
-    types = ["uint256", "address", "uint256", "uint16", "address", _BALLOT_TYPE, "bytes32"]
-    values = [chain_id, _address(contract), task_id, round_, _address(edge), ballot.as_tuple()]
-    return keccak(encode(types, [*values, salt]))
+    """EdgeTune.commitmentOf: keccak256(abi.encode(chainid, contract, taskId, round, stage,
+    edge, payload, salt))."""
+    types = ["uint256", "address", "uint256", "uint16", "uint8", "address", "bytes32", "bytes32"]
+    values = [chain_id, _address(contract), task_id, round_, int(stage), _address(edge)]
+    return keccak(encode(types, [*values, payload, salt]))
 
 
 def _address(value: str) -> str:
