@@ -18,6 +18,7 @@ from edgetune.agent.edge import AgentSettings
 from edgetune.agent.federation import FederationConfig, run_in_process
 from edgetune.agent.launch import build_agent
 from edgetune.agent.processes import RunRecord, run_processes
+from edgetune.agent.roles import BEHAVIOURS, Role
 from edgetune.casestudy.arms import CaseStudySettings
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.compiler import load_artifact
@@ -26,6 +27,7 @@ from edgetune.chain.deploy import CONTRACT_NAME, deploy, load_client, save_deplo
 from edgetune.chain.history import load_history
 from edgetune.chain.nodes import DEFAULT_PORT, AnvilNode, NodeStatus
 from edgetune.chain.types import TaskConfig
+from edgetune.contribution import ShapleyConfig
 from edgetune.errors import EdgetuneError
 from edgetune.learning import AdapterSpec, TrainConfig, resolve_base_model
 from edgetune.storage import open_store
@@ -180,6 +182,7 @@ def task_create(
         rounds=rounds,
         max_edges=max_edges,
         min_stake=min_stake_wei,
+        slash_absent=min_stake_wei // 4,
         slash_non_reveal=min_stake_wei // 2,
         slash_invalid=min_stake_wei,
     )
@@ -222,18 +225,29 @@ def agent_command(
     spec: Annotated[Path | None, typer.Option(help="The task's LoRA spec JSON.")] = None,
     stake: Annotated[float, typer.Option(help="Stake in ether when registering.")] = 0.5,
     steps: Annotated[int, typer.Option(help="Local training steps per round.")] = 40,
+    lr: Annotated[float, typer.Option(help="Local learning rate.")] = TrainConfig.lr,
+    batch_size: Annotated[int, typer.Option(help="Local batch size.")] = TrainConfig.batch_size,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    shapley_exact: Annotated[
+        int, typer.Option(help="Score exactly up to this many updates, sample above.")
+    ] = ShapleyConfig.exact_max_players,
     behaviour: Annotated[
-        str, typer.Option(help="honest | free-rider (zero update) | poisoner (noise), for tests.")
+        str, typer.Option(help="A demo role: " + " | ".join(BEHAVIOURS) + " (see agent/roles.py).")
     ] = "honest",
+    copy_of: Annotated[
+        str | None, typer.Option(help="The copier role's source edge address.")
+    ] = None,
+    role_seed: Annotated[int, typer.Option(help="Seed of the poisoner's/copier's noise.")] = 0,
 ) -> None:
-    """Run one edge: register, then train, commit, reveal, validate and vote every round."""
+    """Run one edge: register, then train, commit, reveal, score, attest every round."""
+    if behaviour not in BEHAVIOURS:
+        raise typer.BadParameter(f"--behaviour must be one of {', '.join(BEHAVIOURS)}")
     connection = _connect(chain, rpc_url, keystore)
     client = _client(connection, contract, dev_account)
     settings = AgentSettings(
         stake=int(stake * WEI_PER_ETHER),
-        behaviour=behaviour,  # type: ignore[arg-type]
-        seed=seed,
+        shapley=ShapleyConfig(exact_max_players=shapley_exact),
+        role=Role(behaviour, role_seed, copy_of),  # type: ignore[arg-type]
     )
     adapter_spec = AdapterSpec.from_json(spec.read_text()) if spec else None
     edge = build_agent(
@@ -242,7 +256,7 @@ def agent_command(
         open_store(ipfs),
         data,
         settings,
-        TrainConfig(steps=steps, seed=seed),
+        TrainConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed),
         adapter_spec,
         model,
         log=lambda line: console.print(f"[{client.sender_address[:10]}] {line}"),
@@ -258,6 +272,8 @@ def federation_command(
     edges: Annotated[int, typer.Option(help="Number of edges.")] = 3,
     rounds: Annotated[int, typer.Option(help="Number of rounds.")] = 3,
     free_riders: Annotated[int, typer.Option(help="Edges that submit zero updates.")] = 0,
+    copiers: Annotated[int, typer.Option(help="Edges that submit near-copies of edge 0's.")] = 0,
+    lazy: Annotated[int, typer.Option(help="Validators that score 0 without evaluating.")] = 0,
     poisoners: Annotated[int, typer.Option(help="Edges that submit destructive noise.")] = 0,
     steps: Annotated[int, typer.Option(help="Local training steps per round.")] = 60,
     model: Annotated[str, typer.Option(help="tiny | smollm2 | path to a model folder")] = "tiny",
@@ -275,12 +291,16 @@ def federation_command(
         edges=edges,
         rounds=rounds,
         free_riders=free_riders,
+        copiers=copiers,
+        lazy=lazy,
+        poisoners=poisoners,
         train=TrainConfig(steps=steps),
         model_dir=_model_dir(model),
         store=ipfs,
     )
     if chain == "embedded":
         result = run_in_process(config, log=lambda line: console.print(line, markup=False))
+        accounts = result.chain.accounts
         history = load_history(result.owner, result.task.task_id, result.deployment_block)
         console.print(timings_table(result.timings, "time per round, summed over edges"))
     else:
@@ -288,12 +308,14 @@ def federation_command(
         node.start()
         connection = connect("anvil", url=node.url)
         record = run_processes(config, connection, node.url)
+        accounts = connection.accounts
         client = EdgeTuneClient(
             connection, record.contract, load_artifact(CONTRACT_NAME).abi, connection.accounts[0]
         )
         history = load_history(client, record.task_id, record.from_block)
-    console.print(rounds_table(history), edges_table(history))
-    console.print(f"rewards figure: {plot_rewards(history, plot)}")
+    roles = {accounts[1 + i].address: f"{i} {config.behaviour(i)}" for i in range(edges)}
+    console.print(rounds_table(history), edges_table(history, roles))
+    console.print(f"rewards figure: {plot_rewards(history, plot, roles)}")
 
 
 @app.command("rewards")

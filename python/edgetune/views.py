@@ -2,6 +2,7 @@
 comes from `edgetune.chain.history`; nothing here reads the chain."""
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,33 +17,41 @@ def ether(wei: int) -> str:
     return f"{wei / ETHER:.6f}"
 
 
-def edges_table(history: TaskHistory) -> Table:
+def edges_table(history: TaskHistory, roles: Mapping[str, str] | None = None) -> Table:
+    """One row per edge; `roles` (address -> role name) labels demo roles when known."""
+    roles = roles or {}
     table = Table(
         title=f"task {history.task_id}: edges ({history.phase}, round "
         f"{history.current_round} of {history.rounds_planned})"
     )
     columns = (
         "edge",
+        "role",
         "stake (ETH)",
         "rounds joined",
         "median score by round",
-        "earned (ETH)",
+        "mean agreement",
+        "trainer (ETH)",
+        "validator (ETH)",
         "slashed (ETH)",
         "withdrawn (ETH)",
         "owed (ETH)",
     )
     for column in columns:
-        table.add_column(
-            column, justify="left" if column in ("edge", "median score by round") else "right"
-        )
+        left = column in ("edge", "role", "median score by round")
+        table.add_column(column, justify="left" if left else "right")
     for edge in sorted(history.edges, key=lambda e: -e.earned):
         scores = " ".join(f"r{r}:{s:+.3f}" for r, s in sorted(edge.scores.items())) or "-"
+        agreement = sum(edge.agreement.values()) / len(edge.agreement) if edge.agreement else 0.0
         table.add_row(
             f"{edge.address[:8]}…{edge.address[-4:]}",
+            roles.get(edge.address, "-"),
             ether(edge.stake),
             str(len(edge.rounds_joined)),
             scores,
-            ether(edge.earned),
+            f"{agreement:.2f}",
+            ether(sum(edge.trainer_reward.values())),
+            ether(sum(edge.validator_reward.values())),
             ether(edge.slashed),
             ether(edge.withdrawn),
             ether(edge.owed),
@@ -50,10 +59,13 @@ def edges_table(history: TaskHistory) -> Table:
     table.add_section()
     table.add_row(
         "total",
+        "",
         ether(sum(e.stake for e in history.edges)),
         "",
         "",
-        ether(sum(e.earned for e in history.edges)),
+        "",
+        ether(sum(sum(e.trainer_reward.values()) for e in history.edges)),
+        ether(sum(sum(e.validator_reward.values()) for e in history.edges)),
         ether(sum(e.slashed for e in history.edges)),
         ether(sum(e.withdrawn for e in history.edges)),
         ether(sum(e.owed for e in history.edges)),
@@ -67,7 +79,8 @@ def rounds_table(history: TaskHistory) -> Table:
         "round",
         "outcome",
         "updates",
-        "votes",
+        "included",
+        "attestations",
         "approving stake",
         "budget (ETH)",
         "paid (ETH)",
@@ -75,12 +88,13 @@ def rounds_table(history: TaskHistory) -> Table:
     ):
         table.add_column(column, justify="left" if column == "global model CID" else "right")
     for r in history.rounds:
-        share = f"{r.approving_stake / r.revealed_stake:.0%}" if r.revealed_stake else "-"
+        share = f"{r.approving_stake / r.attest_stake:.0%}" if r.attest_stake else "-"
         table.add_row(
             str(r.round),
             "accepted" if r.accepted else "rejected",
             str(r.updates),
-            str(r.votes),
+            str(r.included),
+            str(r.attestations),
             share,
             ether(r.budget),
             ether(r.paid),
@@ -96,8 +110,9 @@ def history_json(history: TaskHistory) -> str:
     return json.dumps(data, indent=2)
 
 
-def plot_rewards(history: TaskHistory, path: Path) -> Path:
+def plot_rewards(history: TaskHistory, path: Path, roles: Mapping[str, str] | None = None) -> Path:
     """Cumulative reward per edge by round, and each edge's median score against its reward."""
+    roles = roles or {}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +125,7 @@ def plot_rewards(history: TaskHistory, path: Path) -> Path:
         for round_ in rounds:
             running += edge.earned_in(round_)
             series.append(running / ETHER)
-        label = edge.address[:10]
+        label = edge.address[:10] + (f" ({roles[edge.address]})" if edge.address in roles else "")
         cumulative.plot([0, *rounds], series, marker="o", label=label)
         points = [(s, edge.trainer_reward.get(r, 0) / ETHER) for r, s in edge.scores.items()]
         if points:

@@ -1,9 +1,10 @@
 """The edge agent: a state machine whose source of truth is the chain.
 
 Each `step()` reads the task's phase and this edge's own on-chain record in one call, then does
-the one thing still missing (register, commit, reveal, vote, reveal the vote, finalize). Steps
-are idempotent: a step that finds its work done on chain does nothing, and a restarted agent
-picks up from the state file whatever it had committed to before a crash.
+the one thing still missing: register; commit and reveal its update; score every revealed update
+and commit and reveal the scores (stage 1); tally; attest the aggregate of the on-chain included
+set (stage 2); finalize. Steps are idempotent: a step that finds its work done on chain does
+nothing, and a restarted agent picks up from the state file whatever it had committed to.
 """
 
 import hashlib
@@ -12,36 +13,62 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 import torch
 
 from edgetune.agent.learner import Learner
-from edgetune.agent.state import AgentState, CommittedUpdate, CommittedVote
-from edgetune.agent.validation import Verdict, judge_round
-from edgetune.chain.client import ContractRevert, EdgeTuneClient
-from edgetune.chain.types import SCORE_SCALE, Phase, Status, update_commitment, vote_commitment
+from edgetune.agent.roles import Role
+from edgetune.agent.state import (
+    AgentState,
+    Committed,
+    CommittedAttestation,
+    CommittedScores,
+    CommittedUpdate,
+)
+from edgetune.agent.validation import Scorecard, attest_round, score_round
+from edgetune.chain.client import EdgeTuneClient
+from edgetune.chain.reverts import RACES
+from edgetune.chain.types import SCORE_SCALE, Phase, Status, Step, commitment
 from edgetune.contribution import ShapleyConfig
 from edgetune.learning import adapter_from_bytes, adapter_to_bytes
-from edgetune.storage import ContentStore, fetch_verified
+from edgetune.storage import (
+    ContentNotFound,
+    ContentStore,
+    StorageUnavailable,
+    content_cid,
+    fetch_verified,
+    same_cid,
+)
+from edgetune.storage.errors import StorageError
 
-# Test and demonstration roles: a free rider resubmits the global adapter (a zero change); a
-# poisoner submits a well-formed but destructive update (large seeded noise).
-Behaviour = Literal["honest", "free-rider", "poisoner"]
-_POISON_SCALE = 10.0
-# Reverts that only mean another transaction got there first (a phase closed early, someone else
-# finalized): the next step re-reads the chain and carries on.
-_RACES = {"EdgeTuneWrongPhase", "EdgeTuneWrongRound", "EdgeTuneAlreadyCommitted"}
+Tensors = dict[str, torch.Tensor]
+# (commit phase, its step bit, the state file's record kind)
+_COMMITS = {
+    Phase.UPDATE_COMMIT: (Step.UPDATE_COMMITTED, "update"),
+    Phase.SCORE_COMMIT: (Step.SCORES_COMMITTED, "scores"),
+    Phase.ATTEST_COMMIT: (Step.ATTEST_COMMITTED, "attestation"),
+}
+_REVEALS = {
+    Phase.UPDATE_REVEAL: Phase.UPDATE_COMMIT,
+    Phase.SCORE_REVEAL: Phase.SCORE_COMMIT,
+    Phase.ATTEST_REVEAL: Phase.ATTEST_COMMIT,
+}
+
+
+class UpdatePublishFailed(StorageError):
+    """The store named the update's bytes by another CID than the one committed to."""
 
 
 @dataclass
 class AgentSettings:
     stake: int
     shapley: ShapleyConfig = field(default_factory=ShapleyConfig)
-    behaviour: Behaviour = "honest"
-    seed: int = 0  # of the poisoner's noise
+    role: Role = field(default_factory=Role)
     poll_min_s: float = 0.05
     poll_max_s: float = 2.0
+    # A missing block may be a brief content outage: retry before calling an update invalid.
+    fetch_retries: int = 3
+    fetch_backoff_s: float = 0.5
 
 
 @dataclass
@@ -67,15 +94,17 @@ class EdgeAgent:
     ) -> None:
         self.client, self.task_id, self.store, self.learner = client, task_id, store, learner
         self.state, self.settings, self.log = state, settings, log
-        task = client.task_config(task_id)
-        self.harm_tolerance = task.harm_tolerance / SCORE_SCALE
-        self.max_samples = task.max_samples
+        self.harm_tolerance = client.task_config(task_id).harm_tolerance / SCORE_SCALE
         self.timings: dict[int, RoundTimings] = {}
-        self.verdicts: dict[int, Verdict] = {}
+        self.scorecards: dict[int, Scorecard] = {}
 
     @property
     def address(self) -> str:
         return self.client.sender_address
+
+    @property
+    def role(self) -> Role:
+        return self.settings.role
 
     # ------------------------------------------------------------------ the loop
 
@@ -100,28 +129,26 @@ class EdgeAgent:
             return False, True
         try:
             action(status)
-        except ContractRevert as revert:
-            if revert.error not in _RACES:
-                raise
-            self.log(f"round {status.round}: {revert.error} (another transaction was first)")
+        except RACES as race:
+            self.log(f"round {status.round}: {race} (another transaction was first)")
         return True, True
 
     def _next_action(self, status: Status) -> Callable[[Status], None] | None:
         phase = status.phase
         if phase == Phase.REGISTRATION:
             return None if status.registered else self._register
-        if not status.active and phase != Phase.FINALIZABLE:
-            return None
-        if phase == Phase.UPDATE_COMMIT and not status.update_committed:
-            return self._commit_update
-        if phase == Phase.UPDATE_REVEAL and status.update_committed and not status.update_revealed:
-            return self._reveal_update
-        if phase == Phase.VOTE_COMMIT and not status.vote_committed:
-            return self._commit_vote
-        if phase == Phase.VOTE_REVEAL and status.vote_committed and not status.vote_revealed:
-            return self._reveal_vote
         if phase == Phase.FINALIZABLE:
             return self._finalize
+        if phase == Phase.TALLY:
+            return self._tally
+        if not status.active:
+            return None
+        if phase in _COMMITS:
+            return None if status.has(_COMMITS[phase][0]) else self._commit
+        if phase in _REVEALS:
+            committed = _COMMITS[_REVEALS[phase]][0]
+            if status.has(committed) and not status.has(Step(committed << 1)):
+                return self._reveal
         return None
 
     # ------------------------------------------------------------------ actions
@@ -130,133 +157,65 @@ class EdgeAgent:
         self.client.register(self.task_id, self.settings.stake)
         self.log(f"registered with a stake of {self.settings.stake / 1e18:g} ETH")
 
-    def _commit_update(self, status: Status) -> None:
-        round_ = status.round
-        update = self.state.update(round_) or self._train_and_publish(status)
-        commitment = update_commitment(
+    def _commit(self, status: Status) -> None:
+        round_, stage = status.round, status.phase
+        kind = _COMMITS[stage][1]
+        record = self.state.get(round_, kind) or self._prepare(status, kind)
+        digest = commitment(
             self.client.chain.chain_id,
             self.client.address,
             self.task_id,
             round_,
+            stage,
             self.address,
-            bytes.fromhex(update.update_hash),
-            update.cid,
-            update.samples,
-            bytes.fromhex(update.salt),
+            record.payload(),
+            bytes.fromhex(record.salt),
         )
         with self._spending("chain", round_):
-            self.client.commit_update(self.task_id, round_, commitment)
-        self.log(f"round {round_}: committed update {update.cid[:16]}… ({update.samples} samples)")
+            self.client.commit(self.task_id, round_, stage, digest)
+        self.log(f"round {round_}: committed {kind}")
 
-    def _train_and_publish(self, status: Status) -> CommittedUpdate:
+    def _prepare(self, status: Status, kind: str) -> Committed:
+        """Does the stage's work and saves what it commits to before the commit is sent, so a
+        crash between the two loses nothing (see state.py)."""
+        if kind == "update":
+            record: Committed = self._train(status)
+        elif kind == "scores":
+            record = self._score(status)
+        else:
+            record = self._attest(status)
+        self.state.save(status.round, record)
+        return record
+
+    def _reveal(self, status: Status) -> None:
         round_ = status.round
-        global_adapter = self.fetch_global(status)
-        with self._spending("training", round_):
-            tensors = self._train(global_adapter, round_)
-        data = adapter_to_bytes(tensors)
-        with self._spending("storage", round_):
-            cid = self.store.put(data)
-        update = CommittedUpdate(
-            update_hash=hashlib.sha256(data).hexdigest(),
-            cid=cid,
-            samples=min(self.learner.samples, self.max_samples),
-            salt=secrets.token_bytes(32).hex(),
-        )
-        self.state.save_update(round_, update)  # before the commit transaction: see state.py
-        return update
-
-    def _train(self, global_adapter: dict[str, torch.Tensor], round_: int) -> dict:
-        trained = {k: global_adapter[k] for k in self.learner.shapes(trained_only=True)}
-        if self.settings.behaviour == "free-rider":
-            return trained
-        if self.settings.behaviour == "poisoner":
-            noise = torch.Generator().manual_seed(self.settings.seed + round_)
-            return {
-                k: v + _POISON_SCALE * torch.randn(v.shape, generator=noise)
-                for k, v in trained.items()
-            }
-        return self.learner.train(global_adapter, round_)
-
-    def _reveal_update(self, status: Status) -> None:
-        round_ = status.round
-        update = self.state.update(round_)
-        if update is None:
-            self.log(f"round {round_}: committed but the state file lost the salt; cannot reveal")
+        kind = _COMMITS[_REVEALS[status.phase]][1]
+        record = self.state.get(round_, kind)
+        if record is None:
+            self.log(f"round {round_}: committed {kind} but the state file lost it; cannot reveal")
             return
-        with self._spending("chain", round_):
-            self.client.reveal_update(
-                self.task_id,
-                round_,
-                bytes.fromhex(update.update_hash),
-                update.cid,
-                update.samples,
-                bytes.fromhex(update.salt),
-            )
-        self.log(f"round {round_}: revealed update")
+        salt = bytes.fromhex(record.salt)
+        if isinstance(record, CommittedUpdate):
+            if not self._source_revealed(round_):
+                return
+            self._publish_update(round_, record)
+            with self._spending("chain", round_):
+                self.client.reveal_update(
+                    self.task_id, round_, bytes.fromhex(record.update_hash), record.cid, salt
+                )
+        elif isinstance(record, CommittedScores):
+            with self._spending("chain", round_):
+                self.client.reveal_scores(self.task_id, round_, record.ballot(), salt)
+        else:
+            with self._spending("chain", round_):
+                self.client.reveal_attestation(self.task_id, round_, record.attestation(), salt)
+        self.log(f"round {round_}: revealed {kind}")
 
-    def _commit_vote(self, status: Status) -> None:
-        round_ = status.round
-        vote = self.state.vote(round_) or self._judge_and_publish(status)
-        commitment = vote_commitment(
-            self.client.chain.chain_id,
-            self.client.address,
-            self.task_id,
-            round_,
-            self.address,
-            vote.ballot(),
-            bytes.fromhex(vote.salt),
-        )
-        with self._spending("chain", round_):
-            self.client.commit_vote(self.task_id, round_, commitment)
-        verdict = "approve" if vote.approve else "reject"
-        self.log(f"round {round_}: committed vote ({verdict}, scores {vote.scores})")
-
-    def _judge_and_publish(self, status: Status) -> CommittedVote:
-        round_ = status.round
-        global_adapter = self.fetch_global(status)
-        with self._spending("chain", round_):
-            revealed = self.client.revealed_updates(self.task_id, round_)
-        trained_shapes = self.learner.shapes(trained_only=True)
-
-        def fetch(index: int) -> dict[str, torch.Tensor]:
-            update = revealed[index]
-            with self._spending("storage", round_):
-                data = fetch_verified(self.store, update.cid, update.update_hash)
-            return adapter_from_bytes(data, trained_shapes)
-
-        shapley = replace(self.settings.shapley, seed=self.settings.shapley.seed + round_)
-        with self._spending("shapley", round_):
-            samples = [u.samples for u in revealed]
-            verdict = judge_round(
-                global_adapter, samples, fetch, self.learner.metric, self.harm_tolerance, shapley
-            )
-        for index, reason in verdict.rejected.items():
-            self.log(f"round {round_}: update {index} is invalid: {reason}")
-        self.verdicts[round_] = verdict
-        with self._spending("storage", round_):
-            cid = self.store.put(verdict.aggregate_bytes)
-        vote = CommittedVote(
-            valid_mask=verdict.valid_mask,
-            included_mask=verdict.included_mask,
-            aggregate_hash=hashlib.sha256(verdict.aggregate_bytes).hexdigest(),
-            aggregate_cid=cid,
-            approve=verdict.approve,
-            scores=verdict.scores,
-            salt=secrets.token_bytes(32).hex(),
-        )
-        self.state.save_vote(round_, vote)  # before the commit transaction: see state.py
-        return vote
-
-    def _reveal_vote(self, status: Status) -> None:
-        round_ = status.round
-        vote = self.state.vote(round_)
-        if vote is None:
-            self.log(f"round {round_}: vote committed but the state file lost it; cannot reveal")
-            return
-        salt = bytes.fromhex(vote.salt)
-        with self._spending("chain", round_):
-            self.client.reveal_vote(self.task_id, round_, vote.ballot(), salt)
-        self.log(f"round {round_}: revealed vote")
+    def _tally(self, status: Status) -> None:
+        with self._spending("chain", status.round):
+            ballots = self.client.score_ballots(self.task_id, status.round)
+            self.client.tally(self.task_id, status.round, ballots)
+        self.log(f"round {status.round}: tallied {len(ballots)} score ballots")
 
     def _finalize(self, status: Status) -> None:
         with self._spending("chain", status.round):
@@ -265,13 +224,116 @@ class EdgeAgent:
         outcome = "accepted" if event.accepted else "rejected"
         self.log(f"round {status.round}: finalized, {outcome}, paid {event.paid / 1e18:.4f} ETH")
 
+    # ------------------------------------------------------------------ the work of each stage
+
+    def _train(self, status: Status) -> CommittedUpdate:
+        round_ = status.round
+        global_adapter = self.fetch_global(status)
+        trained_keys = self.learner.shapes(trained_only=True)
+        with self._spending("training", round_):
+            if self.role.replaces_training():
+                tensors = self.role.fake_update(
+                    {k: global_adapter[k] for k in trained_keys}, round_
+                )
+            else:
+                tensors = self.role.perturb(self.learner.train(global_adapter, round_), round_)
+        data = adapter_to_bytes(tensors)
+        # Published only at reveal, so nobody can copy it before the commit phase closes; kept
+        # on disk until then, so a restarted agent can still reveal it.
+        self.state.save_blob(round_, data)
+        return CommittedUpdate(
+            update_hash=hashlib.sha256(data).hexdigest(),
+            cid=content_cid(data),
+            salt=secrets.token_bytes(32).hex(),
+        )
+
+    def _publish_update(self, round_: int, record: CommittedUpdate) -> None:
+        data = self.state.blob(round_)
+        if data is None or hashlib.sha256(data).hexdigest() != record.update_hash:
+            raise UpdatePublishFailed(f"round {round_}: the committed update's bytes were lost")
+        with self._spending("storage", round_):
+            cid = self.store.put(data)
+        if not same_cid(cid, record.cid):
+            raise UpdatePublishFailed(f"store returned CID {cid}, committed to {record.cid}")
+
+    def _source_revealed(self, round_: int) -> bool:
+        """A copier waits for its source's reveal; everyone else reveals at once."""
+        source = self.role.copy_of
+        if source is None:
+            return True
+        return any(u.edge == source for u in self.client.revealed_updates(self.task_id, round_))
+
+    def _score(self, status: Status) -> CommittedScores:
+        round_ = status.round
+        global_adapter = self.fetch_global(status)
+        with self._spending("chain", round_):
+            revealed = self.client.revealed_updates(self.task_id, round_)
+        if not self.role.evaluates:
+            everything = (1 << len(revealed)) - 1
+            return CommittedScores(everything, 0, [0] * len(revealed), secrets.token_hex(32))
+        shapley = replace(self.settings.shapley, seed=self.settings.shapley.seed + round_)
+        with self._spending("shapley", round_):
+            card = score_round(
+                global_adapter,
+                len(revealed),
+                lambda i: self._fetch_update(round_, revealed[i].cid, revealed[i].update_hash),
+                self.learner.metric,
+                shapley,
+            )
+        for index, reason in card.rejected.items():
+            self.log(f"round {round_}: update {index} is invalid: {reason}")
+        self.scorecards[round_] = card
+        return CommittedScores(card.valid_mask, card.copy_mask, card.scores, secrets.token_hex(32))
+
+    def _attest(self, status: Status) -> CommittedAttestation:
+        round_ = status.round
+        global_adapter = self.fetch_global(status)
+        included = [i for i in range(status.reveals) if status.included_mask >> i & 1]
+        card = self.scorecards.get(round_)
+        if card is not None and all(i in card.updates for i in included):
+            updates = card.updates
+        else:  # restarted, lazy, or judged an included update invalid: fetch what is included
+            revealed = self.client.revealed_updates(self.task_id, round_)
+            updates = {
+                i: self._fetch_update(round_, revealed[i].cid, revealed[i].update_hash)
+                for i in included
+            }
+        metric = self.learner.metric if self.role.evaluates else (lambda _adapter: 0.0)
+        with self._spending("shapley", round_):
+            verdict = attest_round(global_adapter, updates, included, metric, self.harm_tolerance)
+        with self._spending("storage", round_):
+            cid = self.store.put(verdict.aggregate_bytes)
+        return CommittedAttestation(
+            aggregate_hash=hashlib.sha256(verdict.aggregate_bytes).hexdigest(),
+            aggregate_cid=cid,
+            approve=verdict.approve,
+            salt=secrets.token_hex(32),
+        )
+
     # ------------------------------------------------------------------ helpers
 
-    def fetch_global(self, status: Status) -> dict[str, torch.Tensor]:
+    def fetch_global(self, status: Status) -> Tensors:
         """The current global adapter, its bytes checked against the on-chain hash first."""
         with self._spending("storage", status.round):
             data = fetch_verified(self.store, status.global_cid, status.global_hash)
         return adapter_from_bytes(data, self.learner.shapes())
+
+    def _fetch_update(self, round_: int, cid: str, update_hash: bytes) -> Tensors:
+        """A revealed update, hash-checked and parsed; a missing block or an unreachable store
+        is retried with backoff first, since it may be a brief outage, not a withheld update."""
+        delay = self.settings.fetch_backoff_s
+        for _ in range(self.settings.fetch_retries):
+            try:
+                return self._fetch_once(round_, cid, update_hash)
+            except (ContentNotFound, StorageUnavailable):
+                time.sleep(delay)
+                delay *= 2
+        return self._fetch_once(round_, cid, update_hash)
+
+    def _fetch_once(self, round_: int, cid: str, update_hash: bytes) -> Tensors:
+        with self._spending("storage", round_):
+            data = fetch_verified(self.store, cid, update_hash)
+        return adapter_from_bytes(data, self.learner.shapes(trained_only=True))
 
     @contextmanager
     def _spending(self, kind: str, round_: int) -> Iterator[None]:

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgetune.agent.edge import AgentSettings, Behaviour, EdgeAgent, RoundTimings
+from edgetune.agent.edge import AgentSettings, EdgeAgent, RoundTimings
 from edgetune.agent.launch import STATE_FILE, build_agent
 from edgetune.agent.publish import PublishedTask, publish_task
+from edgetune.agent.roles import Behaviour, Role
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect
 from edgetune.chain.deploy import deploy
@@ -39,13 +40,16 @@ ETHER = 10**18
 class FederationConfig:
     edges: int = 3
     rounds: int = 3
-    free_riders: int = 0  # the last K edges submit zero updates (to show they earn nothing)
-    poisoners: int = 0  # the K edges before them submit destructive noise (to show exclusion)
-    # How far below zero a Shapley value may fall before a validator leaves the update out of
-    # its aggregate, in metric units (nats of loss). Large enough that honest updates' scores,
-    # which differ a little between validators' private data, never straddle it: validators
-    # that disagree on the included set split the vote (measured in bench/bench_splits.py).
-    harm_tolerance: float = 0.5
+    # Roles of the last edges (see agent/roles.py), in this order from the end: free riders,
+    # copiers (of edge 0), lazy validators, poisoners. Edge 0 is always honest.
+    free_riders: int = 0
+    copiers: int = 0
+    lazy: int = 0
+    poisoners: int = 0
+    # How far below zero an update's median Shapley value may fall before the contract leaves
+    # it out of the aggregate, in metric units (nats of loss). The included set is fixed on chain
+    # from the medians, so honest validators can no longer split on it whatever its value.
+    harm_tolerance: float = 0.1
     phase_blocks: int = 30  # each phase's deadline; phases close early once every edge acted
     alpha: float = 0.5  # Dirichlet concentration of each edge's class mix: small = non-IID
     train_examples: int = 600
@@ -75,15 +79,37 @@ class FederationConfig:
             rounds=self.rounds,
             max_edges=self.edges,
             min_stake=int(self.stake_ether * ETHER),
+            slash_absent=int(self.stake_ether * ETHER) // 4,
             slash_non_reveal=int(self.stake_ether * ETHER) // 2,
             slash_invalid=int(self.stake_ether * ETHER),
             registration_blocks=1000,
             commit_blocks=self.phase_blocks,
             reveal_blocks=self.phase_blocks,
-            vote_commit_blocks=self.phase_blocks,
-            vote_reveal_blocks=self.phase_blocks,
+            score_commit_blocks=self.phase_blocks,
+            score_reveal_blocks=self.phase_blocks,
+            tally_blocks=self.phase_blocks,
+            attest_commit_blocks=self.phase_blocks,
+            attest_reveal_blocks=self.phase_blocks,
             harm_tolerance=round(self.harm_tolerance * SCORE_SCALE),
         )
+
+    def behaviour(self, index: int) -> Behaviour:
+        """Edge `index`'s role: counted from the last edge backwards, edge 0 always honest."""
+        from_end = self.edges - 1 - index
+        for behaviour, count in (
+            ("free-rider", self.free_riders),
+            ("copier", self.copiers),
+            ("lazy", self.lazy),
+            ("poisoner", self.poisoners),
+        ):
+            if from_end < count and index > 0:
+                return behaviour  # type: ignore[return-value]
+            from_end -= count
+        return "honest"
+
+    def data_source(self, index: int) -> int:
+        """Whose data edge `index` trains on: a copier holds a copy of edge 0's."""
+        return 0 if self.behaviour(index) == "copier" else index
 
 
 @dataclass
@@ -112,12 +138,14 @@ def prepare_edge_data(config: FederationConfig) -> tuple[list[EdgeData], list[Ex
     pool = triage_examples(config.train_examples, seed=config.seed)
     shards = shard_non_iid(pool, config.edges, config.alpha, seed=config.seed, min_size=8)
     edges = []
-    for index, shard in enumerate(shards):
+    for index in range(config.edges):
+        shard = shards[config.data_source(index)]
         directory = config.workdir / f"edge-{index}"
         validation = triage_examples(config.validation_per_class * 5, seed=1000 + index)
         directory.mkdir(parents=True, exist_ok=True)
         # A new federation is a new deployment; a fresh chain even reuses the contract address.
-        (directory / STATE_FILE).unlink(missing_ok=True)
+        for stale in [directory / STATE_FILE, *directory.glob("agent-state.round-*")]:
+            stale.unlink(missing_ok=True)
         save_jsonl(shard, directory / "train.jsonl")
         save_jsonl(validation, directory / "validation.jsonl")
         edges.append(EdgeData(directory, load_jsonl(directory / "train.jsonl"), validation))
@@ -167,8 +195,9 @@ def _agent(
     index: int,
     log: Callable[[str], None],
 ) -> EdgeAgent:
-    settings = edge_settings(config, index)
-    name = f"edge {index}" + ("" if settings.behaviour == "honest" else f" ({settings.behaviour})")
+    settings = edge_settings(config, index, source=client.chain.accounts[1].address)
+    behaviour = settings.role.behaviour
+    name = f"edge {index}" + ("" if behaviour == "honest" else f" ({behaviour})")
     return build_agent(
         client,
         task.task_id,
@@ -182,27 +211,16 @@ def _agent(
     )
 
 
-def edge_settings(config: FederationConfig, index: int) -> AgentSettings:
-    """Edge `index`'s settings: the last `free_riders` edges free-ride, poisoners before them."""
-    return AgentSettings(
-        stake=int(config.stake_ether * ETHER),
-        shapley=config.shapley,
-        behaviour=_behaviour(config, index),
-        seed=config.seed + index,
-    )
+def edge_settings(config: FederationConfig, index: int, source: str) -> AgentSettings:
+    """Edge `index`'s settings; `source` is edge 0's address (whom a copier copies)."""
+    behaviour = config.behaviour(index)
+    role = Role(behaviour, config.seed + index, source if behaviour == "copier" else None)
+    return AgentSettings(stake=int(config.stake_ether * ETHER), shapley=config.shapley, role=role)
 
 
 def edge_train_config(config: FederationConfig, index: int) -> TrainConfig:
-    """Each edge trains with its own seed."""
-    return replace(config.train, seed=config.train.seed + 100 * index)
-
-
-def _behaviour(config: FederationConfig, index: int) -> Behaviour:
-    if index >= config.edges - config.free_riders:
-        return "free-rider"
-    if index >= config.edges - config.free_riders - config.poisoners:
-        return "poisoner"
-    return "honest"
+    """Each edge trains with its own seed; a copier with its source's, as a Sybil would."""
+    return replace(config.train, seed=config.train.seed + 100 * config.data_source(index))
 
 
 def drive(

@@ -99,7 +99,8 @@ def agent_command(
     config: FederationConfig, index: int, task: PublishedTask, owner: EdgeTuneClient, url: str
 ) -> list[str]:
     """The `edgetune agent` command line for edge `index` (dev account index + 1)."""
-    settings = edge_settings(config, index)
+    settings = edge_settings(config, index, source=owner.chain.accounts[1].address)
+    train = edge_train_config(config, index)
     directory = config.workdir / f"edge-{index}"
     return [
         sys.executable,
@@ -127,11 +128,20 @@ def agent_command(
         "--stake",
         str(config.stake_ether),
         "--steps",
-        str(config.train.steps),
+        str(train.steps),
+        "--lr",
+        repr(train.lr),
+        "--batch-size",
+        str(train.batch_size),
         "--seed",
-        str(edge_train_config(config, index).seed),
+        str(train.seed),
+        "--shapley-exact",
+        str(settings.shapley.exact_max_players),
         "--behaviour",
-        settings.behaviour,
+        settings.role.behaviour,
+        "--role-seed",
+        str(settings.role.seed),
+        *(["--copy-of", settings.role.copy_of] if settings.role.copy_of else []),
     ]
 
 
@@ -154,7 +164,7 @@ def launch(config: FederationConfig, chain: Chain, url: str):
         EdgeProcess(
             i,
             chain.accounts[i + 1].address,
-            edge_settings(config, i).behaviour,
+            config.behaviour(i),
             agent_command(config, i, task, owner, url),
             config.workdir / f"edge-{i}.log",
         )

@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgetune.chain.types import Ballot
+from edgetune.chain.types import Attestation, ScoreBallot, update_payload
 from edgetune.errors import EdgetuneError
 
 
@@ -23,54 +23,76 @@ class StateFileError(EdgetuneError):
 class CommittedUpdate:
     update_hash: str  # hex
     cid: str
-    samples: int
     salt: str  # hex
+
+    def payload(self) -> bytes:
+        return update_payload(bytes.fromhex(self.update_hash), self.cid)
 
 
 @dataclass(frozen=True)
-class CommittedVote:
+class CommittedScores:
     valid_mask: int
-    included_mask: int
-    aggregate_hash: str  # hex
-    aggregate_cid: str
-    approve: bool
+    copy_mask: int
     scores: list[int]
     salt: str  # hex
 
-    def ballot(self) -> Ballot:
-        return Ballot(
-            self.valid_mask,
-            self.included_mask,
-            bytes.fromhex(self.aggregate_hash),
-            self.aggregate_cid,
-            self.approve,
-            tuple(self.scores),
-        )
+    def ballot(self) -> ScoreBallot:
+        return ScoreBallot(self.valid_mask, self.copy_mask, tuple(self.scores))
+
+    def payload(self) -> bytes:
+        return self.ballot().payload()
+
+
+@dataclass(frozen=True)
+class CommittedAttestation:
+    aggregate_hash: str  # hex
+    aggregate_cid: str
+    approve: bool
+    salt: str  # hex
+
+    def attestation(self) -> Attestation:
+        return Attestation(bytes.fromhex(self.aggregate_hash), self.aggregate_cid, self.approve)
+
+    def payload(self) -> bytes:
+        return self.attestation().payload()
+
+
+Committed = CommittedUpdate | CommittedScores | CommittedAttestation
+_KINDS: dict[str, type] = {
+    "update": CommittedUpdate,
+    "scores": CommittedScores,
+    "attestation": CommittedAttestation,
+}
 
 
 class AgentState:
-    """A small JSON file per (contract, task, edge): committed updates and votes by round."""
+    """A small JSON file per (contract, task, edge): what it committed to, by round and stage."""
 
     def __init__(self, path: Path, contract: str, task_id: int, edge: str) -> None:
         self.path = Path(path)
         self.contract, self.task_id, self.edge = contract, task_id, edge
         self._data = self._load()
 
-    def update(self, round_: int) -> CommittedUpdate | None:
-        entry = self._data["rounds"].get(str(round_), {}).get("update")
-        return CommittedUpdate(**entry) if entry else None
+    def get(self, round_: int, kind: str) -> Committed | None:
+        """What was committed in `round_` as `kind` ("update", "scores", "attestation")."""
+        entry = self._data["rounds"].get(str(round_), {}).get(kind)
+        return _KINDS[kind](**entry) if entry else None
 
-    def vote(self, round_: int) -> CommittedVote | None:
-        entry = self._data["rounds"].get(str(round_), {}).get("vote")
-        return CommittedVote(**entry) if entry else None
-
-    def save_update(self, round_: int, update: CommittedUpdate) -> None:
-        self._data["rounds"].setdefault(str(round_), {})["update"] = asdict(update)
+    def save(self, round_: int, record: Committed) -> None:
+        kind = next(k for k, cls in _KINDS.items() if isinstance(record, cls))
+        self._data["rounds"].setdefault(str(round_), {})[kind] = asdict(record)
         self._write()
 
-    def save_vote(self, round_: int, vote: CommittedVote) -> None:
-        self._data["rounds"].setdefault(str(round_), {})["vote"] = asdict(vote)
-        self._write()
+    def save_blob(self, round_: int, data: bytes) -> None:
+        """Keeps round `round_`'s update bytes until they are published (fsync'd, atomic)."""
+        _write_atomically(self._blob_path(round_), data)
+
+    def blob(self, round_: int) -> bytes | None:
+        path = self._blob_path(round_)
+        return path.read_bytes() if path.exists() else None
+
+    def _blob_path(self, round_: int) -> Path:
+        return self.path.with_name(f"{self.path.stem}.round-{round_}.update")
 
     def _load(self) -> dict:
         if not self.path.exists():
@@ -93,10 +115,14 @@ class AgentState:
         return {"contract": self.contract, "task_id": self.task_id, "edge": self.edge}
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        with open(temporary, "w") as handle:
-            json.dump(self._data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        _write_atomically(self.path, json.dumps(self._data, indent=1).encode())
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

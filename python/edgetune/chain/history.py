@@ -5,7 +5,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from edgetune.chain.client import EdgeTuneClient
-from edgetune.chain.types import SCORE_SCALE
+from edgetune.chain.types import AGREEMENT_SCALE, SCORE_SCALE
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,10 @@ class RoundRecord:
     budget: int
     paid: int
     approving_stake: int
-    revealed_stake: int
+    attest_stake: int
     updates: int
-    votes: int
+    attestations: int
+    included: int  # updates the stage-1 tally included
 
 
 @dataclass
@@ -29,6 +30,7 @@ class EdgeRecord:
     active: bool = False
     rounds_joined: list[int] = field(default_factory=list)
     scores: dict[int, float] = field(default_factory=dict)  # round -> median Shapley score
+    agreement: dict[int, float] = field(default_factory=dict)  # round -> 0..1 with the medians
     trainer_reward: dict[int, int] = field(default_factory=dict)  # round -> wei
     validator_reward: dict[int, int] = field(default_factory=dict)
     slashed: int = 0
@@ -58,14 +60,26 @@ def load_history(client: EdgeTuneClient, task_id: int, from_block: int = 0) -> T
     """Reads every event of `task_id` since `from_block` plus the current state."""
     events = _task_events(client, task_id, from_block)
     edges = {e.edge: EdgeRecord(e.edge) for e in events["EdgeRegistered"]}
-    updates, votes = defaultdict(int), defaultdict(int)
+    for e in events["EdgeLeft"]:
+        edges.pop(e.edge, None)
+    updates, attestations, included = defaultdict(int), defaultdict(int), defaultdict(int)
+    authors: dict[tuple[int, int], str] = {}
     for e in events["UpdateRevealed"]:
         edges[e.edge].rounds_joined.append(e.round)
+        authors[(e.round, e.index)] = e.edge
         updates[e.round] += 1
-    for e in events["VoteRevealed"]:
-        votes[e.round] += 1
-    for e in events["ContributionScored"]:
-        edges[e.edge].scores[e.round] = e.medianScore / SCORE_SCALE
+    scorers = defaultdict(list)
+    for e in events["ScoresRevealed"]:
+        scorers[e.round].append(e.edge)
+    for e in events["RoundTallied"]:
+        included[e.round] = e.includedMask.bit_count()
+        for index, median in enumerate(e.medians):
+            if e.includedMask >> index & 1:
+                edges[authors[(e.round, index)]].scores[e.round] = median / SCORE_SCALE
+        for scorer, agreement in zip(scorers[e.round], e.agreements, strict=True):
+            edges[scorer].agreement[e.round] = agreement / AGREEMENT_SCALE
+    for e in events["AttestationRevealed"]:
+        attestations[e.round] += 1
     for e in events["RewardCredited"]:
         book = edges[e.edge].trainer_reward if e.kind == 0 else edges[e.edge].validator_reward
         book[e.round] = book.get(e.round, 0) + e.amount
@@ -78,7 +92,10 @@ def load_history(client: EdgeTuneClient, task_id: int, from_block: int = 0) -> T
         record.withdrawn = withdrawn.get(record.address, 0)
     (created,) = events["TaskCreated"]
     status = client.status(task_id)
-    rounds = [_round_record(e, updates[e.round], votes[e.round]) for e in events["RoundFinalized"]]
+    rounds = [
+        _round_record(e, updates[e.round], attestations[e.round], included[e.round])
+        for e in events["RoundFinalized"]
+    ]
     return TaskHistory(
         task_id=task_id,
         pool=created.pool,
@@ -93,10 +110,12 @@ def load_history(client: EdgeTuneClient, task_id: int, from_block: int = 0) -> T
 _TASK_EVENTS = (
     "TaskCreated",
     "EdgeRegistered",
+    "EdgeLeft",
     "UpdateRevealed",
-    "VoteRevealed",
+    "ScoresRevealed",
+    "RoundTallied",
+    "AttestationRevealed",
     "RoundFinalized",
-    "ContributionScored",
     "RewardCredited",
     "Slashed",
 )
@@ -119,7 +138,7 @@ def _withdrawals(client: EdgeTuneClient, from_block: int) -> dict[str, int]:
     return total
 
 
-def _round_record(event, updates: int, votes: int) -> RoundRecord:
+def _round_record(event, updates: int, attestations: int, included: int) -> RoundRecord:
     return RoundRecord(
         round=event.round,
         accepted=event.accepted,
@@ -128,7 +147,8 @@ def _round_record(event, updates: int, votes: int) -> RoundRecord:
         budget=event.budget,
         paid=event.paid,
         approving_stake=event.approvingStake,
-        revealed_stake=event.revealedStake,
+        attest_stake=event.attestStake,
         updates=updates,
-        votes=votes,
+        attestations=attestations,
+        included=included,
     )

@@ -151,4 +151,3 @@ RACES: tuple[type[ContractRevert], ...] = (EdgeTuneWrongPhase, EdgeTuneWrongRoun
 def revert_classes() -> dict[str, type[ContractRevert]]:
     """Every contract error's class, by error name."""
     return dict(_BY_NAME)
-

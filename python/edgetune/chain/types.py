@@ -129,7 +129,10 @@ class ScoreBallot:
 
     def payload(self) -> bytes:
         return keccak(
-            encode(["uint256", "uint256", "bytes"], [self.valid_mask, self.copy_mask, self.packed_scores()])
+            encode(
+                ["uint256", "uint256", "bytes"],
+                [self.valid_mask, self.copy_mask, self.packed_scores()],
+            )
         )
 
     def as_tuple(self) -> tuple:
@@ -153,7 +156,8 @@ class Attestation:
     def payload(self) -> bytes:
         return keccak(
             encode(
-                ["bytes32", "string", "bool"], [self.aggregate_hash, self.aggregate_cid, self.approve]
+                ["bytes32", "string", "bool"],
+                [self.aggregate_hash, self.aggregate_cid, self.approve],
             )
         )
 

@@ -2,7 +2,7 @@
 node, both yielding the CIDs `ipfs add --cid-version=1 --raw-leaves` gives. Read protocol bytes
 only through `fetch_verified`, which checks them against the on-chain sha256."""
 
-from edgetune.storage.base import ContentStore, fetch_verified
+from edgetune.storage.base import ContentStore, content_cid, fetch_verified
 from edgetune.storage.cids import parse_cid, same_cid, to_base32
 from edgetune.storage.embedded import EmbeddedStore
 from edgetune.storage.errors import (
@@ -29,6 +29,7 @@ __all__ = [
     "StorageUnavailable",
     "StoreSpec",
     "UnsupportedContent",
+    "content_cid",
     "fetch_verified",
     "open_store",
     "parse_cid",

@@ -8,7 +8,9 @@ chunker, and a backend may be misconfigured or lying. The chain stores sha256(by
 import hashlib
 from typing import Protocol, runtime_checkable
 
+from edgetune.storage.cids import format_cid
 from edgetune.storage.errors import ContentHashMismatch, StorageError
+from edgetune.storage.unixfs import import_bytes
 
 
 @runtime_checkable
@@ -22,6 +24,13 @@ class ContentStore(Protocol):
     def get(self, cid: str) -> bytes:
         """Return the bytes named by `cid` (any CID spelling)."""
         ...
+
+
+def content_cid(data: bytes) -> str:
+    """The CID `put` will return for `data`, computed without storing it: an edge commits to its
+    update's CID before anyone may see the bytes (they are published only at reveal)."""
+    root, _ = import_bytes(data)
+    return format_cid(root)
 
 
 def fetch_verified(store: ContentStore, cid: str, expected_sha256: str | bytes) -> bytes:
