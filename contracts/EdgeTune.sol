@@ -178,6 +178,7 @@ contract EdgeTune is TaskRegistry {
         uint16 round = task.round;
         Round storage rd = _rounds[taskId][round];
         uint256 budget = task.rewardPerRound + task.carry;
+        task.carry = 0; // now part of `budget`; the slashes of {_settle} start the next carry-over
         bool accepted = _isAccepted(task, rd);
         if (accepted) {
             Candidate storage winner = _candidates[taskId][round][rd.leader];
@@ -185,7 +186,7 @@ contract EdgeTune is TaskRegistry {
         }
         uint256 paid = _settle(taskId, round, accepted ? budget : 0);
         task.pool -= paid;
-        task.carry = budget - paid;
+        task.carry += budget - paid;
         emit RoundFinalized(
             taskId,
             round,
