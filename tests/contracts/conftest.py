@@ -10,12 +10,13 @@ from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect
 from edgetune.chain.deploy import deploy
 
-from .rounds import TaskHarness
+from .rounds import TaskHarness, one_run_gas_estimates
 
 
 @pytest.fixture(scope="module")
 def deployed() -> tuple[Chain, EdgeTuneClient]:
     chain = connect("embedded")
+    one_run_gas_estimates(chain)
     client, _ = deploy(chain, chain.accounts[0])
     return chain, client
 

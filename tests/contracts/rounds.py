@@ -6,8 +6,11 @@ The helpers do one stage for a list of edges, then mine until the next stage if 
 closed early, so tests can stop at any point and misbehave there.
 """
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass, field, fields, replace
 
+from eth.vm.spoof import SpoofTransaction
 from eth_account import Account
 from eth_utils import keccak
 
@@ -15,9 +18,13 @@ from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, transfer
 from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import (
+    AGREEMENT_SCALE,
+    BPS,
     Attestation,
     Phase,
+    RewardKind,
     ScoreBallot,
+    SlashReason,
     TaskConfig,
     commitment,
     update_payload,
@@ -101,7 +108,9 @@ class TaskHarness:
 
     # ------------------------------------------------------------------ one stage at a time
 
-    def commit(self, task_id: int, round_: int, stage: Phase, edge: EdgeTuneClient, values) -> bytes:
+    def commit(
+        self, task_id: int, round_: int, stage: Phase, edge: EdgeTuneClient, values
+    ) -> bytes:
         """Commits `values` (an update (hash, cid), a ScoreBallot or an Attestation)."""
         payload = _payload(values)
         salt = h(f"salt/{task_id}/{round_}/{stage.name}/{edge.sender_address}")
@@ -187,6 +196,190 @@ class TaskHarness:
         owed = sum(self.owner.owed(a) for a in set(accounts) | {self.owner.sender_address})
         pools = sum(self.owner.task_funds(t).pool for t in task_ids)
         assert self.w3.eth.get_balance(self.owner.address) == stakes + owed + pools
+
+    # ------------------------------------------------------------------ what-ifs
+
+    @contextmanager
+    def what_if(self) -> Iterator[None]:
+        """Runs the block on a snapshot of the chain and rolls it back afterwards, so a test can
+        play one round two ways from the same state and compare the outcomes."""
+        tester = self.w3.provider.ethereum_tester
+        snapshot = tester.take_snapshot()
+        opened = dict(self.opened)
+        try:
+            yield
+        finally:
+            tester.revert_to_snapshot(snapshot)
+            self.chain.forget_nonces()
+            self.opened = opened
+
+    def worth(self, task_id: int, account: str) -> int:
+        """What `account` holds in the contract for this task: its stake plus all it is owed."""
+        return self.owner.stake_of(task_id, account) + self.owner.owed(account)
+
+    def create_raw(self, pool: int, allowlist: Sequence[str] = (), **fields_: object):
+        """createTask with Solidity field names, bypassing TaskConfig's own checks, so the
+        contract's validation is what a test sees."""
+        return self.owner._send(
+            self.owner.contract.functions.createTask(raw_config(**fields_), list(allowlist)), pool
+        )
+
+
+# ---------------------------------------------------------------------- reading receipts
+
+
+def credits(client: EdgeTuneClient, receipt) -> dict[tuple[str, RewardKind], int]:
+    """{(edge, kind): amount} of every RewardCredited in the receipt."""
+    events = client.receipt_events(receipt, "RewardCredited")
+    return {(e.edge, RewardKind(e.kind)): e.amount for e in events}
+
+
+def slashes(client: EdgeTuneClient, receipt) -> dict[str, list[tuple[SlashReason, int]]]:
+    """{edge: [(reason, amount), ...]} of every Slashed in the receipt, in emission order."""
+    out: dict[str, list[tuple[SlashReason, int]]] = {}
+    for e in client.receipt_events(receipt, "Slashed"):
+        out.setdefault(e.edge, []).append((SlashReason(e.reason), e.amount))
+    return out
+
+
+def finalized(client: EdgeTuneClient, receipt):
+    (event,) = client.receipt_events(receipt, "RoundFinalized")
+    return event
+
+
+def tallied(client: EdgeTuneClient, receipt):
+    (event,) = client.receipt_events(receipt, "RoundTallied")
+    return event
+
+
+def raw_config(**fields_: object) -> tuple:
+    """BASE_CONFIG as the ABI tuple, with fields given by their Solidity (camelCase) names."""
+    names = [_camel(f.name) for f in fields(TaskConfig)]
+    values = list(astuple(BASE_CONFIG))
+    for name, value in fields_.items():
+        values[names.index(name)] = value
+    return tuple(values)
+
+
+def bytes32(text: str) -> bytes:
+    """A short string as Solidity's bytes32 literal (the `field` of EdgeTuneInvalidConfig)."""
+    return text.encode().ljust(32, b"\0")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+# ---------------------------------------------------------------------- reference rules
+# An independent re-statement of the contract's stage-1 and payout rules (docs/protocol.md),
+# so tests compare the chain with arithmetic done here, to the wei.
+
+
+def lower_weighted_median(pairs: Sequence[tuple[int, int]]) -> int:
+    """The smallest score whose cumulative weight reaches half the total; 0 without weight."""
+    total = sum(weight for _, weight in pairs)
+    if total == 0:
+        return 0
+    cumulative = 0
+    for score, weight in sorted(pairs):
+        cumulative += weight
+        if 2 * cumulative >= total:
+            return score
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class ExpectedTally:
+    valid: int
+    copies: int
+    included: int
+    medians: tuple[int, ...]
+    agreements: tuple[int, ...]  # per ballot, in ballot order
+
+
+def expected_tally(
+    stakes: Sequence[int],
+    ballots: Sequence[ScoreBallot],
+    reveals: int,
+    tau: int = BASE_CONFIG.harm_tolerance,
+    turnout: bool = True,
+) -> ExpectedTally:
+    """Stage 1 from the ballots (in reveal order) and their scorers' stakes."""
+    total = sum(stakes)
+    valid = copies = included = 0
+    medians = []
+    for j in range(reveals):
+        bit = 1 << j
+        if 2 * sum(s for s, b in zip(stakes, ballots, strict=True) if b.valid_mask & bit) > total:
+            valid |= bit
+        if 2 * sum(s for s, b in zip(stakes, ballots, strict=True) if b.copy_mask & bit) > total:
+            copies |= bit
+        medians.append(
+            lower_weighted_median([(b.scores[j], s) for s, b in zip(stakes, ballots, strict=True)])
+        )
+        if valid & bit and not copies & bit and medians[j] >= -tau:
+            included |= bit
+    counted = [j for j in range(reveals) if valid & ~copies & (1 << j)]
+    spread = sum(abs(medians[j]) for j in counted)
+    agreements = []
+    for b in ballots:
+        distance = sum(abs(b.scores[j] - medians[j]) for j in counted)
+        ok = spread and distance < spread
+        agreements.append((spread - distance) * AGREEMENT_SCALE // spread if ok else 0)
+    return ExpectedTally(
+        valid, copies, included if turnout else 0, tuple(medians), tuple(agreements)
+    )
+
+
+def expected_credits(
+    budget: int,
+    authors: Sequence[str],
+    outcome: ExpectedTally,
+    approvers: dict[str, int],
+    validator_share_bps: int = BASE_CONFIG.validator_share_bps,
+) -> dict[tuple[str, RewardKind], int]:
+    """Credits of an accepted round: `authors[j]` revealed update j; `approvers` maps each edge
+    that revealed an approval of the winner to its agreement."""
+    trainer_pool = budget * (BPS - validator_share_bps) // BPS
+    validator_pool = budget - trainer_pool
+    positive = {
+        authors[j]: max(m, 0) for j, m in enumerate(outcome.medians) if outcome.included & (1 << j)
+    }
+    median_total = sum(positive.values())
+    agreement_total = sum(approvers.values())
+    out: dict[tuple[str, RewardKind], int] = {}
+    for author, m in positive.items():
+        if m and trainer_pool * m // median_total:
+            out[(author, RewardKind.TRAINER)] = trainer_pool * m // median_total
+    for edge, agreement in approvers.items():
+        if agreement and validator_pool * agreement // agreement_total:
+            out[(edge, RewardKind.VALIDATOR)] = validator_pool * agreement // agreement_total
+    return out
+
+
+# ---------------------------------------------------------------------- embedded chain speed
+
+
+def one_run_gas_estimates(chain: Chain) -> None:
+    """Makes the embedded chain estimate gas with one run of the transaction instead of py-evm's
+    ~15-run binary search (4x faster tests). The estimate is that run's gas plus 5% and 10,000
+    (margin for the 1/64 withheld by each nested call); `gasUsed` of the mined transaction, which
+    is what tests and the gas bench read, does not depend on it. A revert raises as before."""
+    chain.w3.provider.ethereum_tester.backend.chain.gas_estimator = _one_run_estimate
+
+
+def _one_run_estimate(state, transaction) -> int:
+    top = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
+    snapshot = state.snapshot()
+    try:
+        computation = state.apply_transaction(top)
+        if computation.is_error:
+            raise computation.error
+        used = state.gas_limit - computation.get_gas_remaining()
+    finally:
+        state.revert(snapshot)
+    return min(state.gas_limit, used * 21 // 20 + 10_000)
 
 
 def update_of(task_id: int, round_: int, edge: EdgeTuneClient) -> tuple[bytes, str]:
