@@ -4,7 +4,6 @@ pragma solidity ^0.8.24;
 interface IEdgeTuneActions {
     function register(uint256 taskId) external payable;
     function requestExit(uint256 taskId) external;
-    function releaseStake(uint256 taskId) external;
     function withdraw() external;
 }
 
@@ -18,11 +17,10 @@ contract ReentrantWithdrawer {
         _target = IEdgeTuneActions(target);
     }
 
-    /// @notice Registers, exits during registration and releases the stake, so it is owed.
+    /// @notice Registers and exits during registration, which credits the stake at once.
     function becomeOwed(uint256 taskId) external payable {
         _target.register{value: msg.value}(taskId);
         _target.requestExit(taskId);
-        _target.releaseStake(taskId);
     }
 
     function attack() external {

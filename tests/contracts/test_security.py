@@ -1,13 +1,17 @@
-"""Reentrancy on withdraw, commitment replay across rounds/tasks/senders, the weighted median."""
+"""Reentrancy on withdraw, and commitments that cannot be replayed by another sender, in another
+round, task, stage or contract; the Python commitment is the contract's, bit for bit."""
 
 import pytest
 from eth_utils import function_signature_to_4byte_selector
 
 from edgetune.chain.compiler import load_artifact
 from edgetune.chain.connect import send
-from edgetune.chain.types import update_commitment, vote_commitment
+from edgetune.chain.deploy import deploy
+from edgetune.chain.types import Phase, commitment, update_payload
 
-from .rounds import ETHER, expect_revert, h
+from .rounds import AGGREGATE, ETHER, TaskHarness, ballot, expect_revert, h, update_of
+
+STAGES = [Phase.UPDATE_COMMIT, Phase.SCORE_COMMIT, Phase.ATTEST_COMMIT]
 
 
 def deploy_helper(chain, name: str, *args):
@@ -32,103 +36,123 @@ def test_withdraw_cannot_be_reentered(harness, owner, w3):
     assert w3.eth.get_balance(owner.address) == 10 * ETHER  # only the pool is left
 
 
-def test_update_commitment_cannot_be_replayed_by_another_sender(harness, owner):
-    honest, copier = harness.edges(2)
-    task_id = harness.started_task([honest, copier])
-    update = harness.commit(task_id, 1, honest)
-    copied = update_commitment(
-        harness.chain_id, owner.address, task_id, 1, honest.sender_address,
-        update.update_hash, update.cid, update.samples, update.salt,
-    )  # fmt: skip
-    copier.commit_update(task_id, 1, copied)
-    harness.mine_until_phase(task_id, "UPDATE_REVEAL")
-    with expect_revert("EdgeTuneCommitmentMismatch", edge=copier.sender_address):
-        copier.reveal_update(
-            task_id, 1, update.update_hash, update.cid, update.samples, update.salt
-        )
+def _to_stage(harness, task_id: int, edges, stage: Phase) -> None:
+    """Plays round 1 honestly up to the commit phase `stage`."""
+    if stage >= Phase.SCORE_COMMIT:
+        harness.updates(task_id, 1, edges)
+    if stage >= Phase.ATTEST_COMMIT:
+        harness.scores(task_id, 1, {e: ballot([1] * len(edges)) for e in edges})
+        harness.tally(task_id, 1)
+    assert harness.owner.phase(task_id) == stage
 
 
-def test_update_commitment_cannot_be_replayed_in_a_later_round(harness, owner):
-    edges = harness.edges(2)
+def _values(task_id: int, stage: Phase, edge, edges):
+    if stage == Phase.UPDATE_COMMIT:
+        return update_of(task_id, 1, edge)
+    return ballot([1] * len(edges)) if stage == Phase.SCORE_COMMIT else AGGREGATE
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_a_commitment_copied_by_another_sender_does_not_open(harness, owner, stage):
+    """The copier commits the honest edge's commitment and, once it is opened, replays the
+    values and salt: the commitment binds the sender, so it cannot open it."""
+    honest, copier = edges = harness.edges(2)
     task_id = harness.started_task(edges)
-    round_one = harness.commit(task_id, 1, edges[0])
-    harness.commit(task_id, 1, edges[1])
-    harness.reveal(task_id, 1, edges[0])
-    harness.reveal(task_id, 1, edges[1])
-    ballot = harness.agreeing_ballot([1, 1])
-    harness.vote_all(task_id, 1, {e.sender_address: ballot for e in edges}, edges)
+    _to_stage(harness, task_id, edges, stage)
+    digest = harness.commit(task_id, 1, stage, honest, _values(task_id, stage, honest, edges))
+    copier.commit(task_id, 1, stage, digest)
+    harness.reveal(task_id, 1, stage, honest)
+    opened = harness.opened[(task_id, 1, stage, honest.sender_address)]
+    harness.opened[(task_id, 1, stage, copier.sender_address)] = opened
+    with expect_revert(
+        "EdgeTuneCommitmentMismatch", taskId=task_id, round=1, edge=copier.sender_address,
+        stage=stage,
+    ):  # fmt: skip
+        harness.reveal(task_id, 1, stage, copier)
+
+
+def test_an_update_commitment_cannot_be_replayed_in_a_later_round(harness, owner):
+    edges = harness.edges(2)
+    task_id = harness.started_task(edges, stake=2 * ETHER)  # stays active after one slash
+    values = update_of(task_id, 1, edges[0])
+    digest = harness.commit(task_id, 1, Phase.UPDATE_COMMIT, edges[0], values)
+    salt = harness.opened[(task_id, 1, Phase.UPDATE_COMMIT, edges[0].sender_address)].salt
+    harness.commit(task_id, 1, Phase.UPDATE_COMMIT, edges[1], update_of(task_id, 1, edges[1]))
+    harness.mine_until_phase(task_id, Phase.FINALIZABLE)  # nobody reveals: round 1 ends
     owner.finalize(task_id)
-    replayed = update_commitment(
-        harness.chain_id, owner.address, task_id, 1, edges[0].sender_address,
-        round_one.update_hash, round_one.cid, round_one.samples, round_one.salt,
-    )  # fmt: skip
-    edges[0].commit_update(task_id, 2, replayed)
-    harness.commit(task_id, 2, edges[1])
-    with expect_revert("EdgeTuneCommitmentMismatch"):
-        edges[0].reveal_update(
-            task_id, 2, round_one.update_hash, round_one.cid, round_one.samples, round_one.salt
-        )
+    edges[0].commit(task_id, 2, Phase.UPDATE_COMMIT, digest)  # round 2's slot is fresh
+    harness.commit(task_id, 2, Phase.UPDATE_COMMIT, edges[1], update_of(task_id, 2, edges[1]))
+    with expect_revert("EdgeTuneCommitmentMismatch", round=2, edge=edges[0].sender_address):
+        edges[0].reveal_update(task_id, 2, *values, salt)
 
 
-def test_update_commitment_cannot_be_replayed_in_another_task(harness, owner):
+def test_an_update_commitment_cannot_be_replayed_in_another_task(harness, owner):
     edges = harness.edges(2)
     first = harness.started_task(edges)
     second = harness.started_task(edges)
-    update = harness.commit(first, 1, edges[0])
-    first_task_commitment = update_commitment(
-        harness.chain_id, owner.address, first, 1, edges[0].sender_address,
-        update.update_hash, update.cid, update.samples, update.salt,
-    )  # fmt: skip
-    edges[0].commit_update(second, 1, first_task_commitment)
-    harness.commit(second, 1, edges[1])
-    with expect_revert("EdgeTuneCommitmentMismatch", taskId=second):
-        edges[0].reveal_update(
-            second, 1, update.update_hash, update.cid, update.samples, update.salt
-        )
+    values = update_of(first, 1, edges[0])
+    digest = harness.commit(first, 1, Phase.UPDATE_COMMIT, edges[0], values)
+    salt = harness.opened[(first, 1, Phase.UPDATE_COMMIT, edges[0].sender_address)].salt
+    edges[0].commit(second, 1, Phase.UPDATE_COMMIT, digest)
+    harness.commit(second, 1, Phase.UPDATE_COMMIT, edges[1], update_of(second, 1, edges[1]))
+    with expect_revert("EdgeTuneCommitmentMismatch", taskId=second, edge=edges[0].sender_address):
+        edges[0].reveal_update(second, 1, *values, salt)
 
 
-def test_vote_commitment_cannot_be_copied(harness, owner):
-    honest, copier = harness.edges(2)
-    task_id = harness.started_task([honest, copier])
-    harness.run_updates(task_id, 1, [honest, copier])
-    ballot = harness.agreeing_ballot([5, 5])
-    salt = harness.commit_vote(task_id, 1, honest, ballot)
-    copier.commit_vote(
-        task_id, 1, vote_commitment(harness.chain_id, owner.address, task_id, 1,
-                                    honest.sender_address, ballot, salt)
-    )  # fmt: skip
-    harness.mine_until_phase(task_id, "VOTE_REVEAL")
-    with expect_revert("EdgeTuneCommitmentMismatch", edge=copier.sender_address):
-        copier.reveal_vote(task_id, 1, ballot, salt)
+def test_an_update_commitment_cannot_be_replayed_on_another_contract(harness, owner):
+    """Same chain, same task id, same round, same sender: only the contract differs."""
+    other, _ = deploy(harness.chain, harness.chain.accounts[0])
+    mirror = TaskHarness(harness.chain, other)
+    edges = harness.edges(2)
+    task_id = harness.started_task(edges)
+    assert mirror.started_task([other.as_sender(e.sender) for e in edges]) == task_id
+    values = update_of(task_id, 1, edges[0])
+    digest = harness.commit(task_id, 1, Phase.UPDATE_COMMIT, edges[0], values)
+    salt = harness.opened[(task_id, 1, Phase.UPDATE_COMMIT, edges[0].sender_address)].salt
+    replayer = other.as_sender(edges[0].sender)
+    replayer.commit(task_id, 1, Phase.UPDATE_COMMIT, digest)
+    other.as_sender(edges[1].sender).commit(task_id, 1, Phase.UPDATE_COMMIT, h("x"))
+    with expect_revert("EdgeTuneCommitmentMismatch", edge=edges[0].sender_address):
+        replayer.reveal_update(task_id, 1, *values, salt)
+
+
+def test_a_commitment_cannot_be_replayed_in_another_stage(harness, owner):
+    """The update commitment cannot serve as the score commitment (refused as reused: the slot
+    still holds it), and as the attestation commitment it does not open (it binds the stage)."""
+    edges = harness.edges(2)
+    task_id = harness.started_task(edges)
+    a = edges[0]
+    values = {e: update_of(task_id, 1, e) for e in edges}
+    digests = {e: harness.commit(task_id, 1, Phase.UPDATE_COMMIT, e, values[e]) for e in edges}
+    harness.mine_until_phase(task_id, Phase.UPDATE_REVEAL)
+    for edge in edges:
+        harness.reveal(task_id, 1, Phase.UPDATE_COMMIT, edge)
+    with expect_revert(
+        "EdgeTuneReusedCommitment", taskId=task_id, round=1, edge=a.sender_address,
+        commitment=digests[a],
+    ):  # fmt: skip
+        a.commit(task_id, 1, Phase.SCORE_COMMIT, digests[a])
+    harness.scores(task_id, 1, {e: ballot([1, 1]) for e in edges})
+    harness.tally(task_id, 1)
+    a.commit(task_id, 1, Phase.ATTEST_COMMIT, digests[a])  # differs from the score commitment
+    harness.commit(task_id, 1, Phase.ATTEST_COMMIT, edges[1], AGGREGATE)
+    opened = harness.opened[(task_id, 1, Phase.UPDATE_COMMIT, a.sender_address)]
+    with expect_revert("EdgeTuneCommitmentMismatch", stage=Phase.ATTEST_COMMIT):
+        a.reveal_attestation(task_id, 1, AGGREGATE, opened.salt)
 
 
 def test_python_commitments_match_the_contract(harness, owner):
     edge = harness.edges(1)[0].sender_address
-    args = (3, 2, edge, h("u"), "bafkcid", 42, h("salt"))
-    on_chain = owner.contract.functions.updateCommitment(*args).call()
-    assert on_chain == update_commitment(harness.chain_id, owner.address, *args)
-    ballot = harness.agreeing_ballot([-7, 0, 2**31 - 1], valid=0b111, included=0b101)
-    on_chain = owner.contract.functions.voteCommitment(3, 2, edge, ballot.as_tuple(), h("s")).call()
-    assert on_chain == vote_commitment(harness.chain_id, owner.address, 3, 2, edge, ballot, h("s"))
-
-
-@pytest.fixture
-def median(harness):
-    return deploy_helper(harness.chain, "WeightedMedianHarness").functions.lowerMedian
-
-
-@pytest.mark.parametrize(
-    ("scores", "weights", "expected"),
-    [
-        ([3, 1, 2], [1, 1, 1], 2),  # odd count
-        ([4, 1, 3, 2], [1, 1, 1, 1], 2),  # even count: the lower median
-        ([5, 5, 1, 9], [1, 1, 1, 1], 5),  # ties
-        ([1, 100, 50], [10, 1, 1], 1),  # a heavy stake outweighs two light ones
-        ([-3, -1, -2], [1, 1, 5], -2),  # negative scores order correctly
-        ([-(2**31), 2**31 - 1], [1, 2], 2**31 - 1),  # int32 extremes
-        ([7, 8], [0, 0], 0),  # no weight: no median
-        ([], [], 0),
-    ],
-)
-def test_weighted_median(median, scores, weights, expected):
-    assert median(scores, weights).call() == expected
+    payloads = {
+        Phase.UPDATE_COMMIT: update_payload(h("u"), "bafkcid"),
+        Phase.SCORE_COMMIT: ballot([-7, 0, 2**31 - 1], valid=0b111, copies=0b100).payload(),
+        Phase.ATTEST_COMMIT: AGGREGATE.payload(),
+    }
+    for stage, payload in payloads.items():
+        args = (3, 2, int(stage), edge, payload, h("salt"))
+        on_chain = owner.contract.functions.commitmentOf(*args).call()
+        ours = commitment(
+            harness.chain.chain_id, owner.address, 3, 2, stage, edge, payload, h("salt")
+        )
+        assert on_chain == ours, stage.name
+    assert len({commitment(1, owner.address, 1, 1, s, edge, h("p"), h("s")) for s in STAGES}) == 3
