@@ -56,7 +56,7 @@ def test_training_raises_accuracy_and_fedavg_keeps_it(adapted) -> None:
     assert after.metric == after.accuracy
     halves = [train[:120], train[120:]]
     short = TrainConfig(steps=40, batch_size=16, lr=3e-2, seed=1)
-    ups = [(train_update(adapted, g0, h, short).tensors, len(h)) for h in halves]
+    ups = [train_update(adapted, g0, h, short).tensors for h in halves]
     merged = evaluate(adapted, val, aggregate(g0, ups))
     assert merged.loss < before.loss - 1.0
 

@@ -7,7 +7,7 @@ Typical edge flow:
     result = train_update(adapted, global0, my_examples, TrainConfig())
     update_bytes = adapter_to_bytes(result.tensors)
     others = adapter_from_bytes(fetched, adapted.shapes(trained_only=True))
-    new_global = aggregate(global0, [(u, n) for u, n in updates_in_reveal_order])
+    new_global = aggregate(global0, updates_in_reveal_order)
     metric = evaluate(adapted, my_validation, new_global).metric
 """
 
@@ -24,6 +24,7 @@ from edgetune.learning.aggregate import (
     aggregate_in_reveal_order,
     coalition_adapter,
     fedit_product_error,
+    update_delta,
 )
 from edgetune.learning.config import AdapterSpec, TrainConfig
 from edgetune.learning.data import (
@@ -101,4 +102,5 @@ __all__ = [
     "trained_keys",
     "triage_examples",
     "triage_splits",
+    "update_delta",
 ]
