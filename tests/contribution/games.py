@@ -1,8 +1,9 @@
 """Small cooperative games for the Shapley tests.
 
-`AveragingGame` mirrors the agent's utility: the players are updates (vectors) with sample
-counts, a coalition's model is the base plus the sample-weighted average of its updates, and the
-metric is higher-is-better (negative squared distance to a target the validator would like).
+`AveragingGame` mirrors the agent's utility: the players are updates (vectors), a coalition's
+model is the base plus its members' changes each weighted 1/n, n = all players (normalised over
+the valid set, not over the coalition, as `learning.coalition_adapter` does), and the metric is
+higher-is-better (negative squared distance to a target the validator would like).
 """
 
 from collections import Counter
@@ -12,11 +13,10 @@ import numpy as np
 
 
 class AveragingGame:
-    """v(S) = metric(base + sum_{j in S} n_j u_j / sum_{j in S} n_j) - metric(base)."""
+    """v(S) = metric(base + sum_{j in S} u_j / n) - metric(base), n = len(updates)."""
 
-    def __init__(self, updates: np.ndarray, samples: np.ndarray, target: np.ndarray) -> None:
+    def __init__(self, updates: np.ndarray, target: np.ndarray) -> None:
         self.updates = updates
-        self.samples = samples
         self.target = target
         self.calls: Counter[frozenset[int]] = Counter()
 
@@ -26,10 +26,8 @@ class AveragingGame:
     def __call__(self, coalition: frozenset[int]) -> float:
         self.calls[coalition] += 1
         members = sorted(coalition)
-        weights = self.samples[members] / self.samples[members].sum()
-        return self.metric(weights @ self.updates[members]) - self.metric(
-            np.zeros_like(self.target)
-        )
+        change = self.updates[members].sum(axis=0) / len(self.updates)
+        return self.metric(change) - self.metric(np.zeros_like(self.target))
 
 
 def random_averaging_game(n: int, seed: int = 0, dim: int = 16) -> AveragingGame:
@@ -39,8 +37,7 @@ def random_averaging_game(n: int, seed: int = 0, dim: int = 16) -> AveragingGame
     quality = rng.uniform(0.2, 1.2, size=n)
     quality[n // 2] = -0.8
     updates = quality[:, None] * target + rng.normal(scale=0.6, size=(n, dim))
-    samples = rng.integers(50, 500, size=n).astype(np.float64)
-    return AveragingGame(updates, samples, target)
+    return AveragingGame(updates, target)
 
 
 def table_game(values: dict[frozenset[int], float]) -> Callable[[frozenset[int]], float]:
@@ -48,11 +45,24 @@ def table_game(values: dict[frozenset[int], float]) -> Callable[[frozenset[int]]
     return lambda coalition: values.get(coalition, 0.0)
 
 
-def saturating_game(n: int, seed: int = 0, dim: int = 16) -> AveragingGame:
+class SaturatingGame(AveragingGame):
+    """v(S) = metric(mean of S's updates) - metric(base): each coalition's own average.
+
+    Not the agent's utility (that is normalised over all players) but a plain saturating game
+    for the sampler's mechanics: with similar updates, any few already give almost all of v(N),
+    the shape GTG truncation and early stopping are made for.
+    """
+
+    def __call__(self, coalition: frozenset[int]) -> float:
+        self.calls[coalition] += 1
+        change = self.updates[sorted(coalition)].mean(axis=0)
+        return self.metric(change) - self.metric(np.zeros_like(self.target))
+
+
+def saturating_game(n: int, seed: int = 0, dim: int = 16) -> SaturatingGame:
     """Similar, helpful updates: a few of them already give most of what all of them give."""
     rng = np.random.default_rng(seed)
     target = rng.normal(size=dim)
     updates = rng.uniform(0.8, 1.0, size=n)[:, None] * target
     updates += rng.normal(scale=0.1, size=(n, dim))
-    samples = rng.integers(50, 500, size=n).astype(np.float64)
-    return AveragingGame(updates, samples, target)
+    return SaturatingGame(updates, target)

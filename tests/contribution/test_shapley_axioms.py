@@ -1,10 +1,12 @@
-"""The Shapley axioms and known closed forms, on the exact method (and null player on both)."""
+"""The Shapley axioms and known closed forms, on the exact method (and null player on both),
+and on the agent's real utility shape: a zero update among others scores exactly 0."""
 
 import itertools
 import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,8 +16,11 @@ from edgetune.contribution import (
     monte_carlo_shapley,
     to_fixed,
 )
+from edgetune.learning import adapter_to_bytes, coalition_adapter
 
 from .games import AveragingGame, random_averaging_game, table_game
+
+A, B = "m.lora_A.weight", "m.lora_B.weight"
 
 
 def all_coalitions(players: list[int]) -> list[frozenset[int]]:
@@ -51,7 +56,6 @@ def test_efficiency_holds_on_any_game(n_and_table: tuple[int, list[float]]) -> N
 def test_symmetry_identical_updates_score_equally() -> None:
     game = random_averaging_game(6)
     game.updates[1] = game.updates[0]
-    game.samples[1] = game.samples[0]
     values = exact_shapley(range(6), game).values
     assert values[0] == pytest.approx(values[1], rel=1e-12)
     assert values[0] != pytest.approx(values[2], rel=1e-3)
@@ -123,34 +127,61 @@ def test_empty_coalition_is_worth_zero_and_never_asked_for() -> None:
     assert sampled == pytest.approx({i: 1.25 for i in range(4)})
 
 
-def zero_update_game(rng: np.random.Generator, n: int) -> AveragingGame:
-    """n helpful updates and, as player n, a zero update with a real sample count.
-
-    Every helpful update lies in the ball {u : u.t >= |u|^2} (centre t/2, radius |t|/2), where
-    moving from 0 toward u never overshoots the target; so does any weighted average of them.
-    """
-    target = rng.normal(size=8)
-    radius = np.linalg.norm(target) / 2
-    noise = rng.normal(size=(n, 8))
-    noise *= 0.9 * radius * rng.uniform(size=(n, 1)) / np.linalg.norm(noise, axis=1, keepdims=True)
-    updates = np.vstack([target / 2 + noise, np.zeros(8)])
-    samples = rng.integers(50, 500, size=n + 1).astype(np.float64)
-    return AveragingGame(updates, samples, target)
+def test_efficiency_grand_coalition_is_the_whole_valid_set_average() -> None:
+    """Normalised over V, v(V) is the gain of the FedAvg of all the updates."""
+    game = random_averaging_game(5, seed=3)
+    values = exact_shapley(range(5), game).values
+    fedavg = game.updates.mean(axis=0)
+    gain = game.metric(fedavg) - game.metric(np.zeros_like(fedavg))
+    assert math.fsum(values.values()) == pytest.approx(gain, rel=1e-12)
 
 
-def test_zero_update_is_not_a_null_player_it_dilutes_and_scores_below_zero() -> None:
-    game = zero_update_game(np.random.default_rng(11), n=5)
-    players = list(range(6))
-    for s in all_coalitions(players[:5]):
-        with_zero = game(s | {5})
-        assert with_zero <= (game(s) if s else 0.0)  # premise: the zero update never helps
-    phi = exact_shapley(players, game).values[5]
-    assert phi < 0.0
-    assert to_fixed(phi) < 0
+def zero_update_among(updates: list[torch.Tensor]) -> tuple[dict, list[dict]]:
+    """A global adapter and the updates `G + u` for each u, then a zero update (U = G) last."""
+    previous = {A: torch.full((2, 3), 0.5), B: torch.tensor([[0.25, -0.0], [1.0, -2.0]])}
+    ups = [{B: previous[B] + u} for u in updates]
+    return previous, [*ups, {B: previous[B].clone()}]
 
 
-def test_zero_update_scores_above_zero_when_the_others_overshoot() -> None:
-    """The spec's 'a zero update scores <= 0' needs helpful updates: shrinking overshoot helps."""
-    target = np.ones(4)
-    game = AveragingGame(np.array([3.0 * target, np.zeros(4)]), np.array([100.0, 100.0]), target)
-    assert exact_shapley(range(2), game).values[1] > 0.0
+def adapter_metric(target: torch.Tensor):
+    """A nonlinear validation stand-in on the adapter as the model would see it (float32)."""
+
+    def metric(adapter: dict) -> float:
+        product = (adapter[B] @ adapter[A]).double()
+        return -float(torch.log1p(((product - target) ** 2).sum()))
+
+    return metric
+
+
+def real_shape_utility(previous: dict, updates: list[dict], metric) -> object:
+    """The agent's utility: metric(coalition_adapter(G, V, S)) - metric(G)."""
+    baseline = metric(previous)
+    return lambda s: metric(coalition_adapter(previous, updates, s)) - baseline
+
+
+@pytest.mark.parametrize("method", ["exact", "monte_carlo"])
+def test_zero_update_among_others_scores_exactly_zero_on_the_real_utility(method: str) -> None:
+    g = torch.Generator().manual_seed(4)
+    # Helpful, overshooting and harmful changes: v1's per-coalition normalisation paid a zero
+    # update for diluting the overshoot and charged it for diluting the helpful ones.
+    changes = [torch.randn(2, 2, generator=g) * scale for scale in (0.3, 3.0, 1.0, -2.0)]
+    previous, updates = zero_update_among(changes)
+    target = torch.randn(2, 3, generator=g).double()
+    utility = real_shape_utility(previous, updates, adapter_metric(target))
+    if method == "exact":
+        values = exact_shapley(range(5), utility).values
+    else:
+        values = monte_carlo_shapley(range(5), utility, ShapleyConfig(max_permutations=40)).values
+    assert values[4] == 0.0
+    assert all(values[i] != 0.0 for i in range(4))
+    assert to_fixed(values[4]) == 0
+
+
+def test_zero_update_leaves_every_coalition_model_byte_identical() -> None:
+    """Why the zero update is exactly null: adding it never changes a byte (-0.0 included)."""
+    previous, updates = zero_update_among([torch.ones(2, 2), -torch.ones(2, 2)])
+    for s in all_coalitions([0, 1]):
+        with_zero = coalition_adapter(previous, updates, s | {2})
+        assert adapter_to_bytes(with_zero) == adapter_to_bytes(
+            coalition_adapter(previous, updates, s)
+        )

@@ -23,9 +23,10 @@ def max_relative_error(estimate: dict[int, float], exact: dict[int, float]) -> f
 
 @pytest.mark.parametrize("game_seed", [0, 1, 2])
 def test_sampled_estimate_within_5_percent_of_exact_n8(game_seed: int) -> None:
+    # Standard errors within 1% of the largest score: the error stays well inside 5%.
     game = random_averaging_game(8, seed=game_seed)
     exact = exact_shapley(range(8), game).values
-    result = monte_carlo_shapley(range(8), game, ShapleyConfig(seed=0))
+    result = monte_carlo_shapley(range(8), game, ShapleyConfig(seed=0, convergence_tolerance=0.01))
     assert result.method == "monte_carlo"
     assert result.converged
     assert max_relative_error(result.values, exact) < 0.05
@@ -57,7 +58,8 @@ def test_gtg_truncation_reduces_evaluations() -> None:
 
 def test_each_coalition_is_evaluated_once() -> None:
     game = random_averaging_game(10)
-    result = monte_carlo_shapley(range(10), game, ShapleyConfig(max_permutations=300))
+    config = ShapleyConfig(max_permutations=300, convergence_tolerance=0.0)
+    result = monte_carlo_shapley(range(10), game, config)
     assert result.permutations == 300
     assert max(game.calls.values()) == 1
     assert result.evaluations == len(game.calls)

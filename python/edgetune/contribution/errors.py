@@ -21,3 +21,7 @@ class UtilityValueError(ContributionError, ValueError):
 
 class FixedPointError(ContributionError, ValueError):
     """A score cannot be written in the chain's fixed-point format."""
+
+
+class CopyThresholdError(ContributionError, ValueError):
+    """A near-copy threshold outside [0, 1)."""
