@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: demo test install venv npm smollm2 lint slither pytest hardhat-test clean
 
 demo: install
-	$(VENV)/bin/edgetune federation --edges 4 --rounds 5 --free-riders 1
+	$(VENV)/bin/edgetune federation --edges 5 --rounds 5 --free-riders 1 --copiers 1 --lazy 1
 
 test: install lint slither hardhat-test pytest
 

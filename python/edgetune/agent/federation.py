@@ -17,7 +17,7 @@ from edgetune.agent.roles import Behaviour, Role
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect
 from edgetune.chain.deploy import deploy
-from edgetune.chain.types import SCORE_SCALE, TaskConfig
+from edgetune.chain.types import SCORE_SCALE, Phase, TaskConfig
 from edgetune.contribution import ShapleyConfig
 from edgetune.learning import (
     AdapterSpec,
@@ -223,6 +223,14 @@ def edge_train_config(config: FederationConfig, index: int) -> TrainConfig:
     return replace(config.train, seed=config.train.seed + 100 * config.data_source(index))
 
 
+def start_when_full(owner: EdgeTuneClient, task_id: int, expected: int) -> None:
+    """The owner's move once every invited edge has registered: start round 1 now rather than
+    at the registration deadline (registration by strangers never starts a task)."""
+    status = owner.status(task_id)
+    if status.phase == Phase.REGISTRATION and status.active_edges >= expected:
+        owner.start(task_id)
+
+
 def drive(
     chain: Chain,
     owner: EdgeTuneClient,
@@ -241,6 +249,7 @@ def drive(
     seen_round = owner.status(task_id).round
     while True:
         results = [agent.step() for agent in agents]
+        start_when_full(owner, task_id, len(agents))
         if not any(running for _, running in results):
             break
         if not any(acted for acted, _ in results):

@@ -24,6 +24,7 @@ from edgetune.agent.federation import (
     edge_settings,
     edge_train_config,
     prepare_edge_data,
+    start_when_full,
 )
 from edgetune.agent.publish import PublishedTask, publish_task
 from edgetune.chain.client import EdgeTuneClient
@@ -212,6 +213,7 @@ class Watcher:
     def watch(self, on_tick: Callable[[], None], timeout_s: float = 3600) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            start_when_full(self.owner, self.task.task_id, len(self.edges))
             status = self.owner.status(self.task.task_id)
             self._record(status)
             on_tick()
@@ -229,8 +231,8 @@ class Watcher:
     def _record(self, status) -> None:
         self.live[status.round] = {
             "phase": status.phase.name,
-            "updates": f"{status.reveals}/{status.commits}",
-            "votes": f"{status.vote_reveals}/{status.vote_commits}",
+            "updates": f"{status.reveals}",
+            "scores": f"{status.score_reveals}",
         }
         self.history = load_history(self.owner, self.task.task_id)
         for done in self.history.rounds:
@@ -253,7 +255,7 @@ class Watcher:
             "round",
             "phase / outcome",
             "updates revealed",
-            "votes revealed",
+            "scores revealed / included",
             "paid (ETH)",
             "test loss",
             "test accuracy",
@@ -268,7 +270,7 @@ class Watcher:
                 str(round_),
                 ("accepted" if done.accepted else "rejected") if done else row["phase"],
                 f"{done.updates}" if done else row["updates"],
-                f"{done.votes}" if done else row["votes"],
+                f"{done.included} included" if done else row["scores"],
                 f"{done.paid / ETHER:.4f}" if done else "",
                 f"{loss:.4f}" if loss is not None else "",
                 f"{accuracy:.3f}" if accuracy is not None else "",
