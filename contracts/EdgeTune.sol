@@ -20,11 +20,11 @@ contract EdgeTune is TaskRegistry {
     using SafeCast for uint256;
     using RoundClock for RoundClock.Clock;
 
-    /// @notice Bits of an edge's `done` mask in a round; each reveal bit is its commit bit << 1.
+    /// @notice Bits of an edge's `done` mask in a round: update committed 1, revealed 2; scores
+    /// committed 4, revealed 8; attestation committed 16, revealed 32. Each reveal bit is its
+    /// commit bit << 1, so only the commit bits (and the last reveal bit) need names.
     uint8 internal constant STEP_UPDATE_COMMITTED = 1;
-    uint8 internal constant STEP_UPDATE_REVEALED = 2;
     uint8 internal constant STEP_SCORES_COMMITTED = 4;
-    uint8 internal constant STEP_SCORES_REVEALED = 8;
     uint8 internal constant STEP_ATTEST_COMMITTED = 16;
     uint8 internal constant STEP_ATTEST_REVEALED = 32;
 
@@ -295,10 +295,9 @@ contract EdgeTune is TaskRegistry {
     /// `budget` is 0 for a rejected round. Returns the amount credited.
     function _settle(uint256 taskId, uint16 round, uint256 budget) private returns (uint256 paid) {
         Task storage task = _tasks[taskId];
-        Payout memory payout;
-        payout.trainerPool = (budget * (_BPS - task.config.validatorShareBps)) / _BPS;
-        payout.validatorPool = budget - payout.trainerPool;
-        (payout.medianTotal, payout.agreementTotal) = _rewardTotals(taskId, round);
+        uint256 trainerPool = (budget * (_BPS - task.config.validatorShareBps)) / _BPS;
+        (uint256 medianTotal, uint256 agreementTotal) = _rewardTotals(taskId, round);
+        Payout memory payout = Payout(trainerPool, budget - trainerPool, medianTotal, agreementTotal);
         address[] storage edges = task.edges;
         for (uint256 i = 0; i < edges.length; ++i) {
             address account = edges[i];
