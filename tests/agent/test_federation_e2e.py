@@ -1,137 +1,135 @@
-"""End to end on the embedded chain: 3 edges (one free rider) x 2 rounds of real LoRA training,
-content-addressed storage and the contract. Every on-chain outcome is recomputed here from the
-stored bytes and the events, independently of the agents' own code paths."""
+"""End to end on the embedded chain: six edges (among them a free rider, a copier and a lazy
+validator, see conftest.py) x 2 rounds of real LoRA training, content-addressed storage and the
+contract. Every on-chain outcome is recomputed here from the stored bytes and the events alone
+(tests/agent/federations.py restates the rules), independently of the agents' code paths."""
 
 import hashlib
-from pathlib import Path
-
-import pytest
 
 from edgetune.agent.federation import FederationConfig, run_in_process
 from edgetune.chain.history import load_history
-from edgetune.chain.types import BPS
 from edgetune.learning import TrainConfig, adapter_from_bytes, adapter_to_bytes, aggregate
-from edgetune.storage import fetch_verified
+from edgetune.storage import content_cid, fetch_verified, same_cid
+
+from .conftest import COPIER
+from .federations import expected_rewards, expected_tally, rewards_of
 
 
-@pytest.fixture(scope="module")
-def federation(tmp_path_factory):
-    config = FederationConfig(
-        edges=3,
-        rounds=2,
-        free_riders=1,
-        train=TrainConfig(steps=30),
-        workdir=Path(tmp_path_factory.mktemp("federation")),
-    )
-    return run_in_process(config, log=lambda _: None)
+def test_every_round_is_accepted_and_the_task_finishes(mixed_federation, mixed_chronicle):
+    finalized = mixed_chronicle.events("RoundFinalized")
+    assert [(e.round, e.accepted) for e in finalized] == [(1, True), (2, True)]
+    status = mixed_federation.owner.status(mixed_federation.task.task_id)
+    assert status.phase.name == "FINISHED"
+    # every edge revealed an update, a ballot and an attestation in every round
+    for record in mixed_chronicle.rounds:
+        assert len(record.reveals) == len(record.ballots) == len(record.attestations) == 6
 
 
-def events(federation, name):
-    contract = federation.owner.contract
-    logs = contract.events[name]().get_logs(from_block=federation.deployment_block)
-    return [log.args for log in logs]
-
-
-def test_every_round_is_accepted_and_the_task_finishes(federation):
-    finalized = events(federation, "RoundFinalized")
-    assert [e.round for e in finalized] == [1, 2]
-    assert all(e.accepted for e in finalized)
-    assert federation.owner.status(federation.task.task_id).phase.name == "FINISHED"
-
-
-def test_global_model_hash_equals_an_independent_aggregate_of_the_ipfs_bytes(federation):
-    store, owner = federation.store, federation.owner
-    shapes = federation.agents[0].learner.shapes()
-    trained = federation.agents[0].learner.shapes(trained_only=True)
-    previous_hash = federation.task.config.initial_global_hash
-    previous_cid = federation.task.config.initial_global_cid
-    votes = events(federation, "VoteRevealed")
-    for finalized in events(federation, "RoundFinalized"):
-        previous = adapter_from_bytes(fetch_verified(store, previous_cid, previous_hash), shapes)
-        winners = [v for v in votes if v.candidate == finalized.candidate]
-        included_mask = winners[0].ballot.includedMask
-        revealed = owner.revealed_updates(federation.task.task_id, finalized.round)
+def test_global_model_is_an_independent_aggregate_of_the_included_ipfs_bytes(
+    mixed_federation, mixed_chronicle
+):
+    result = mixed_federation
+    shapes = result.agents[0].learner.shapes()
+    trained = result.agents[0].learner.shapes(trained_only=True)
+    previous_hash = result.task.config.initial_global_hash
+    previous_cid = result.task.config.initial_global_cid
+    for record in mixed_chronicle.rounds:
+        previous = adapter_from_bytes(
+            fetch_verified(result.store, previous_cid, previous_hash), shapes
+        )
         included = [
-            (adapter_from_bytes(fetch_verified(store, u.cid, u.update_hash), trained), u.samples)
-            for i, u in enumerate(revealed)
-            if included_mask >> i & 1
+            adapter_from_bytes(fetch_verified(result.store, u.cid, u.updateHash), trained)
+            for u in record.reveals
+            if record.tallied.includedMask >> u.index & 1
         ]
-        recomputed = aggregate(previous, included)
-        assert hashlib.sha256(adapter_to_bytes(recomputed)).digest() == finalized.globalHash
+        assert included, f"round {record.round}: nothing included"
+        data = adapter_to_bytes(aggregate(previous, included))  # reveal order, as validators do
+        finalized = record.finalized
+        assert hashlib.sha256(data).digest() == finalized.globalHash
+        assert same_cid(content_cid(data), finalized.globalCid)
+        # Honest validators never split: everyone attested this one (hash, CID), lazy included.
+        attested = {(a.aggregateHash, a.aggregateCid) for a in record.attestations}
+        assert attested == {(finalized.globalHash, finalized.globalCid)}
         previous_hash, previous_cid = finalized.globalHash, finalized.globalCid
 
 
-def test_rewards_follow_the_median_rule_and_sum_to_the_budget(federation):
-    owner, task_id = federation.owner, federation.task.task_id
-    funds = owner.task_funds(task_id)
-    stakes = {e.edge: e.stake for e in events(federation, "EdgeRegistered")}
-    votes = events(federation, "VoteRevealed")
-    credited = events(federation, "RewardCredited")
-    carry = 0
-    for finalized in events(federation, "RoundFinalized"):
-        assert finalized.budget == funds.reward_per_round + carry
-        round_credits = [c for c in credited if c.round == finalized.round]
-        assert sum(c.amount for c in round_credits) == finalized.paid
-        carry = finalized.budget - finalized.paid
-        winners = [
-            v for v in votes if v.round == finalized.round and v.candidate == finalized.candidate
-        ]
-        revealed = owner.revealed_updates(task_id, finalized.round)
-        expected = expected_trainer_rewards(finalized, winners, revealed, stakes)
-        trainer = {c.edge: c.amount for c in round_credits if c.kind == 0}
-        assert trainer == {edge: amount for edge, amount in expected.items() if amount}
-
-
-def expected_trainer_rewards(finalized, winners, revealed, stakes) -> dict[str, int]:
-    """The contract's rule, written again: lower stake-weighted median of peers' scores."""
-    pool = finalized.budget * (BPS - 2000) // BPS
-    included_mask = winners[0].ballot.includedMask
-    contributions = {}
-    for index, update in enumerate(revealed):
-        if not included_mask >> index & 1:
-            continue
-        peers = sorted(
-            (v.ballot.scores[index], stakes[v.edge]) for v in winners if v.edge != update.edge
+def test_the_tally_recomputed_from_the_revealed_scores_matches_the_chain(
+    mixed_federation, mixed_chronicle
+):
+    stakes = mixed_chronicle.stakes_by_round()
+    tau = mixed_federation.task.config.harm_tolerance
+    copier = mixed_federation.agents[COPIER].address
+    for record in mixed_chronicle.rounds:
+        expected = expected_tally(record.ballots, stakes[record.round], len(record.reveals), tau)
+        tallied = record.tallied
+        assert list(tallied.medians) == expected.medians, f"round {record.round}"
+        assert list(tallied.agreements) == expected.agreements, f"round {record.round}"
+        assert (tallied.validMask, tallied.copyMask, tallied.includedMask) == (
+            expected.valid,
+            expected.copies,
+            expected.included,
         )
-        total, running, median = sum(w for _, w in peers), 0, 0
-        for score, weight in peers:
-            running += weight
-            if 2 * running >= total:
-                median = score
-                break
-        contributions[update.edge] = max(median, 0)
-    total = sum(contributions.values())
-    return {edge: pool * c // total for edge, c in contributions.items()} if total else {}
+        assert tallied.scoreStake == sum(stakes[record.round][b.scorer] for b in record.ballots)
+        # Not vacuous: the near-copy is flagged and left out, every other update included.
+        index = record.authors.index(copier)
+        assert expected.copies == 1 << index
+        assert expected.included == (1 << 6) - 1 - (1 << index)
 
 
-def test_useful_data_earns_more_than_a_zero_update(federation):
-    honest, free_rider = federation.agents[:2], federation.agents[2]
-    history = load_history(federation.owner, federation.task.task_id, federation.deployment_block)
-    records = {record.address: record for record in history.edges}
-    assert all(records[a.address].earned > records[free_rider.address].earned for a in honest)
-    trainer = {a: sum(r.trainer_reward.values()) for a, r in records.items()}
-    assert all(trainer[a.address] > trainer[free_rider.address] for a in honest)
-    assert sum(r.earned for r in records.values()) == sum(r.paid for r in history.rounds)
-    # From the round-0 adapter every honest change helps, so diluting it can only hurt: every
-    # validator scores the zero update below zero. (Later, when honest updates overshoot,
-    # dilution can help and a zero update can score above zero: docs/protocol.md, deviation l.)
-    revealed = federation.owner.revealed_updates(federation.task.task_id, 1)
-    index = [u.edge for u in revealed].index(free_rider.address)
-    votes = [v for v in events(federation, "VoteRevealed") if v.round == 1]
-    assert max(v.ballot.scores[index] for v in votes) < 0
+def test_rewards_recomputed_from_the_events_match_every_credit_to_the_wei(
+    mixed_federation, mixed_chronicle
+):
+    result = mixed_federation
+    config = result.task.config
+    reward_per_round = result.owner.task_funds(result.task.task_id).reward_per_round
+    stakes = mixed_chronicle.stakes_by_round()
+    carry = 0
+    for record in mixed_chronicle.rounds:
+        finalized = record.finalized
+        assert finalized.budget == reward_per_round + carry
+        tally = expected_tally(
+            record.ballots, stakes[record.round], len(record.reveals), config.harm_tolerance
+        )
+        credited = rewards_of(record)
+        assert credited == expected_rewards(record, tally, config.validator_share_bps)
+        assert sum(credited.values()) == finalized.paid
+        assert {kind for _, kind in credited} == {0, 1}  # both pools were paid
+        carry = finalized.budget - finalized.paid + sum(s.amount for s in record.slashes)
 
 
-def test_the_global_model_improves_on_the_held_out_test_set(federation):
-    loss = {round_: metrics[0] for round_, metrics in federation.test_metrics.items()}
-    assert loss[2] < loss[1] < loss[0]
+def test_funds_are_conserved(mixed_federation, mixed_chronicle):
+    result = mixed_federation
+    owner, task_id = result.owner, result.task.task_id
+    edges = [agent.address for agent in result.agents]
+    stakes = sum(owner.stake_of(task_id, edge) for edge in edges)
+    owed = sum(owner.owed(account) for account in [*edges, owner.sender_address])
+    pool = owner.task_funds(task_id).pool
+    assert result.chain.w3.eth.get_balance(owner.address) == stakes + owed + pool
+    (created,) = mixed_chronicle.events("TaskCreated")
+    paid = sum(e.paid for e in mixed_chronicle.events("RoundFinalized"))
+    credited = sum(e.amount for e in mixed_chronicle.events("RewardCredited"))
+    slashed = sum(e.amount for e in mixed_chronicle.events("Slashed"))
+    assert pool == created.pool - paid + slashed
+    assert credited == paid == owed  # nothing withdrawn yet: every credit is still owed
+    registered = sum(e.stake for e in mixed_chronicle.events("EdgeRegistered"))
+    assert stakes == registered - slashed
+
+
+def test_the_global_model_improves_on_the_held_out_test_set(mixed_federation):
+    loss = {round_: metrics[0] for round_, metrics in mixed_federation.test_metrics.items()}
+    assert loss[2] < loss[1] < loss[0], f"test loss by round: {loss}"
 
 
 def test_a_second_federation_in_the_same_workdir_starts_from_fresh_agent_state(tmp_path):
     # The embedded chain deploys at the same address and task ids restart at 1, so the first
-    # run's saved votes (three scores) would otherwise be replayed in the second (two updates).
-    for edges in (3, 2):
+    # run's saved commitments (two scores) would otherwise be reused in the second (one update).
+    for edges in (2, 1):
         config = FederationConfig(
-            edges=edges, rounds=1, train=TrainConfig(steps=5), workdir=tmp_path
+            edges=edges,
+            rounds=1,
+            train=TrainConfig(steps=3),
+            validation_per_class=1,
+            test_per_class=1,
+            workdir=tmp_path,
         )
         result = run_in_process(config, log=lambda _: None)
         history = load_history(result.owner, result.task.task_id, result.deployment_block)

@@ -1,0 +1,275 @@
+"""Federations the agent tests share, and an independent re-statement of the contract's rules.
+
+`run_federation` is `run_in_process` with one extra knob the fairness tests need: `twins`, edges
+that hold a copy of another edge's training data but train with their own seed (an honest
+near-duplicate, unlike a copier, which copies the other edge's update).
+
+The `expected_*` functions recompute stage 1 and the payout from the events alone, written
+from docs/protocol.md and not from the contract or the agent code, so tests compare the chain
+with arithmetic done here, to the wei.
+"""
+
+import shutil
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from edgetune.agent.federation import (
+    FederationConfig,
+    FederationResult,
+    _sum_timings,
+    drive,
+    edge_settings,
+    edge_train_config,
+    prepare_edge_data,
+)
+from edgetune.agent.launch import TRAIN_FILE, build_agent
+from edgetune.agent.publish import publish_task
+from edgetune.chain.connect import connect
+from edgetune.chain.deploy import deploy
+from edgetune.chain.types import BPS, ScoreBallot
+from edgetune.learning import ensure_tiny_model, evaluate, load_jsonl
+from edgetune.storage import open_store
+
+from ..contracts.rounds import one_run_gas_estimates
+
+ETHER = 10**18
+AGREEMENT_SCALE = 1_000_000
+
+
+def run_federation(
+    config: FederationConfig,
+    twins: dict[int, int] | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> FederationResult:
+    """The federation in one process on the embedded chain; edge i of `twins` {i: j} trains on
+    edge j's training data (with its own training seed and its own validation data)."""
+    chain = connect("embedded")
+    one_run_gas_estimates(chain)  # gasUsed is unchanged; estimating it takes one run, not ~15
+    owner, deployment = deploy(chain, chain.accounts[0])
+    store = open_store(f"embedded:{config.workdir / 'ipfs'}")
+    model_dir = config.model_dir or ensure_tiny_model()
+    template = config.task_template()
+    task = publish_task(
+        owner, store, model_dir, config.spec, template, int(config.pool_ether * ETHER)
+    )
+    edge_data, test = prepare_edge_data(config)
+    for twin, source in (twins or {}).items():
+        shutil.copyfile(
+            edge_data[source].directory / TRAIN_FILE, edge_data[twin].directory / TRAIN_FILE
+        )
+        edge_data[twin].train = load_jsonl(edge_data[twin].directory / TRAIN_FILE)
+    agents = []
+    for index, data in enumerate(edge_data):
+        client = owner.as_sender(chain.accounts[1 + index])
+        settings = edge_settings(config, index, source=chain.accounts[1].address)
+        agents.append(
+            build_agent(
+                client,
+                task.task_id,
+                store,
+                data.directory,
+                settings,
+                edge_train_config(config, index),
+                task.spec,
+                task.model_dir,
+                log=lambda message, index=index: log(f"[edge {index}] {message}"),
+            )
+        )
+    evaluator = agents[0].learner.adapted
+
+    def evaluate_global(adapter) -> tuple[float, float]:
+        result = evaluate(evaluator, test, adapter)
+        return result.loss, result.accuracy or 0.0
+
+    metrics = drive(chain, owner, task.task_id, agents, evaluate_global, log)
+    return FederationResult(
+        chain, owner, task, deployment.block, store, agents, metrics, _sum_timings(agents)
+    )
+
+
+# ---------------------------------------------------------------------- reading the chain
+
+
+_TASK_EVENTS = (
+    "TaskCreated",
+    "EdgeRegistered",
+    "UpdateRevealed",
+    "ScoresRevealed",
+    "RoundTallied",
+    "AttestationRevealed",
+    "RoundFinalized",
+    "RewardCredited",
+    "Slashed",
+)
+
+
+class Chronicle:
+    """Every event of a finished federation's task, read once: each get_logs scans the whole
+    embedded chain (seconds), so tests share one reading."""
+
+    def __init__(self, result: FederationResult) -> None:
+        self.result = result
+        self._events: dict[str, list] = {}
+        for name in _TASK_EVENTS:
+            event = result.owner.contract.events[name]()
+            logs = event.get_logs(
+                from_block=result.deployment_block,
+                argument_filters={"taskId": result.task.task_id},
+            )
+            self._events[name] = [log.args for log in logs]
+        self.rounds = [self._round(finalized) for finalized in self._events["RoundFinalized"]]
+
+    def events(self, name: str) -> list:
+        return self._events[name]
+
+    def _round(self, finalized) -> "RoundEvents":
+        r = finalized.round
+
+        def of(name: str) -> list:
+            return [e for e in self._events[name] if e.round == r]
+
+        reveals = sorted(of("UpdateRevealed"), key=lambda e: e.index)
+        tallied = of("RoundTallied")
+        return RoundEvents(
+            round=r,
+            reveals=reveals,
+            ballots=[
+                ScoreBallot.unpack(e.edge, e.validMask, e.copyMask, bytes(e.scores))
+                for e in of("ScoresRevealed")
+            ],
+            tallied=tallied[0] if tallied else None,
+            attestations=of("AttestationRevealed"),
+            finalized=finalized,
+            credits=of("RewardCredited"),
+            slashes=of("Slashed"),
+        )
+
+    def stakes_by_round(self) -> dict[int, dict[str, int]]:
+        """Each edge's stake while round r was scored: registered stake less earlier slashes."""
+        stake = {e.edge: e.stake for e in self._events["EdgeRegistered"]}
+        out = {}
+        for record in self.rounds:
+            out[record.round] = dict(stake)
+            for slash in record.slashes:
+                stake[slash.edge] -= slash.amount
+        return out
+
+
+@dataclass(frozen=True)
+class RoundEvents:
+    """One round, as the chain recorded it."""
+
+    round: int
+    reveals: list  # UpdateRevealed, in reveal order
+    ballots: list[ScoreBallot]  # reveal order of the ballots
+    tallied: object  # RoundTallied
+    attestations: list  # AttestationRevealed
+    finalized: object  # RoundFinalized
+    credits: list  # RewardCredited
+    slashes: list  # Slashed
+
+    @property
+    def authors(self) -> list[str]:
+        return [e.edge for e in self.reveals]
+
+
+# ---------------------------------------------------------------------- the rules, restated
+
+
+def lower_median(pairs: Sequence[tuple[int, int]]) -> int:
+    """Stake-weighted lower median: the least score whose cumulative stake reaches half."""
+    total = sum(stake for _, stake in pairs)
+    running = 0
+    for score, stake in sorted(pairs):
+        running += stake
+        if 2 * running >= total:
+            return score
+    return 0
+
+
+@dataclass(frozen=True)
+class Tally:
+    valid: int
+    copies: int
+    included: int
+    medians: list[int]
+    agreements: list[int]  # per ballot, millionths
+
+
+def expected_tally(
+    ballots: Sequence[ScoreBallot], stakes: dict[str, int], reveals: int, tau: int
+) -> Tally:
+    """Stage 1: validity and copy by stake majority, the lower median of every scorer's score
+    (the author's included), included = valid, not a copy, median >= -tau; agreement of each
+    scorer = max(0, 1 - sum|s - m| / sum|m|) over the valid non-copy updates."""
+    weight = [stakes[b.scorer] for b in ballots]
+    total = sum(weight)
+    valid = copies = included = 0
+    medians = []
+    for j in range(reveals):
+        bit = 1 << j
+        if 2 * sum(w for w, b in zip(weight, ballots, strict=True) if b.valid_mask & bit) > total:
+            valid |= bit
+        if 2 * sum(w for w, b in zip(weight, ballots, strict=True) if b.copy_mask & bit) > total:
+            copies |= bit
+        medians.append(
+            lower_median([(b.scores[j], w) for w, b in zip(weight, ballots, strict=True)])
+        )
+        if valid & bit and not copies & bit and medians[j] >= -tau:
+            included |= bit
+    counted = [j for j in range(reveals) if (valid & ~copies) >> j & 1]
+    spread = sum(abs(medians[j]) for j in counted)
+    agreements = []
+    for b in ballots:
+        distance = sum(abs(b.scores[j] - medians[j]) for j in counted)
+        agreements.append(
+            (spread - distance) * AGREEMENT_SCALE // spread if distance < spread else 0
+        )
+    return Tally(valid, copies, included, medians, agreements)
+
+
+def expected_rewards(
+    record: RoundEvents, tally: Tally, validator_share_bps: int
+) -> dict[tuple[str, int], int]:
+    """{(edge, kind): wei} of an accepted round: the trainer pool in proportion to the positive
+    medians of included updates, the validator pool in proportion to the agreement of those
+    that approved the winning (hash, CID)."""
+    budget = record.finalized.budget
+    trainer_pool = budget * (BPS - validator_share_bps) // BPS
+    validator_pool = budget - trainer_pool
+    positive = {
+        record.authors[j]: max(m, 0) for j, m in enumerate(tally.medians) if tally.included >> j & 1
+    }
+    agreement = dict(zip((b.scorer for b in record.ballots), tally.agreements, strict=True))
+    approvers = {
+        a.edge: agreement.get(a.edge, 0)
+        for a in record.attestations
+        if a.approve and a.candidate == record.finalized.candidate
+    }
+    out: dict[tuple[str, int], int] = defaultdict(int)
+    median_total, agreement_total = sum(positive.values()), sum(approvers.values())
+    for edge, m in positive.items():
+        if m:
+            out[(edge, 0)] += trainer_pool * m // median_total
+    for edge, a in approvers.items():
+        if a:
+            out[(edge, 1)] += validator_pool * a // agreement_total
+    return {key: wei for key, wei in out.items() if wei}
+
+
+def rewards_of(record: RoundEvents) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = defaultdict(int)
+    for credit in record.credits:
+        out[(credit.edge, credit.kind)] += credit.amount
+    return dict(out)
+
+
+def total_rewards(rounds: Sequence[RoundEvents], kind: int) -> dict[str, int]:
+    """Each edge's credited reward of one kind (0 trainer, 1 validator) over all rounds."""
+    out: dict[str, int] = defaultdict(int)
+    for record in rounds:
+        for credit in record.credits:
+            if credit.kind == kind:
+                out[credit.edge] += credit.amount
+    return out
