@@ -2,26 +2,62 @@
 
 import pytest
 
-from edgetune.agent.state import AgentState, CommittedUpdate, CommittedVote, StateFileError
+from edgetune.agent.state import (
+    AgentState,
+    CommittedAttestation,
+    CommittedScores,
+    CommittedUpdate,
+    StateFileError,
+)
+from edgetune.chain.types import Attestation, ScoreBallot, update_payload
 
 
-def test_state_survives_a_new_process_and_refuses_another_deployments_file(tmp_path):
+def test_every_kind_of_commitment_survives_a_new_process(tmp_path):
     path = tmp_path / "agent-state.json"
     state = AgentState(path, contract="0xc0", task_id=7, edge="0xabc")
-    committed = CommittedUpdate("aa" * 32, "bafk", 12, "bb" * 32)
-    vote = CommittedVote(3, 1, "cc" * 32, "bafy", True, [5, -2], "dd" * 32)
-    state.save_update(2, committed)
-    state.save_vote(2, vote)
+    update = CommittedUpdate("aa" * 32, "bafkupdate", "bb" * 32)
+    scores = CommittedScores(0b111, 0b100, [5, -2, 0], "cc" * 32)
+    attestation = CommittedAttestation("dd" * 32, "bafkaggregate", True, "ee" * 32)
+    for record in (update, scores, attestation):
+        state.save(2, record)
+    state.save_blob(2, b"update bytes")
     reopened = AgentState(path, contract="0xc0", task_id=7, edge="0xabc")
-    assert reopened.update(2) == committed and reopened.vote(2) == vote
-    assert reopened.update(3) is None
-    assert reopened.vote(2).ballot().scores == (5, -2)
-    assert not path.with_suffix(".tmp").exists()
+    assert reopened.get(2, "update") == update
+    assert reopened.get(2, "scores") == scores
+    assert reopened.get(2, "attestation") == attestation
+    assert reopened.get(3, "update") is None and reopened.get(2, "nothing") is None
+    assert reopened.blob(2) == b"update bytes" and reopened.blob(3) is None
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically, nothing left half-done
+    # What a reveal opens is what was committed to.
+    assert reopened.get(2, "scores").ballot() == ScoreBallot(0b111, 0b100, (5, -2, 0))
+    assert update.payload() == update_payload(bytes.fromhex("aa" * 32), "bafkupdate")
+    assert attestation.attestation() == Attestation(bytes.fromhex("dd" * 32), "bafkaggregate", True)
+    assert scores.payload() == scores.ballot().payload()
+
+
+def test_a_later_save_keeps_the_earlier_stages_of_the_round(tmp_path):
+    path = tmp_path / "agent-state.json"
+    state = AgentState(path, contract="0xc0", task_id=7, edge="0xabc")
+    state.save(1, CommittedUpdate("aa" * 32, "bafk", "bb" * 32))
+    state.save(1, CommittedScores(1, 0, [3], "cc" * 32))
+    state.save(2, CommittedUpdate("11" * 32, "bafk2", "22" * 32))
+    reopened = AgentState(path, contract="0xc0", task_id=7, edge="0xabc")
+    assert reopened.get(1, "update").cid == "bafk" and reopened.get(1, "scores").scores == [3]
+    assert reopened.get(2, "update").cid == "bafk2" and reopened.get(2, "scores") is None
+
+
+def test_another_tasks_or_deployments_state_file_is_refused(tmp_path):
+    path = tmp_path / "agent-state.json"
+    AgentState(path, contract="0xc0", task_id=7, edge="0xabc").save(
+        1, CommittedUpdate("aa" * 32, "bafk", "bb" * 32)
+    )
     with pytest.raises(StateFileError, match="belongs to contract 0xc0 task 7"):
         AgentState(path, contract="0xc0", task_id=8, edge="0xabc")
-    # Task 7 of another deployment: its salts and votes are not this task's.
+    # Task 7 of another deployment: its salts and commitments are not this task's.
     with pytest.raises(StateFileError, match="not contract 0xd1 task 7 edge 0xabc"):
         AgentState(path, contract="0xd1", task_id=7, edge="0xabc")
+    with pytest.raises(StateFileError, match="edge 0xdef"):
+        AgentState(path, contract="0xc0", task_id=7, edge="0xdef")
     path.write_text("{not json")
     with pytest.raises(StateFileError, match="cannot read agent state"):
         AgentState(path, contract="0xc0", task_id=7, edge="0xabc")
