@@ -1,6 +1,6 @@
 """The federation as real separate processes on a real anvil node: one run through a real IPFS
-node, and one where an agent is killed after its update commit and again after its vote commit,
-restarted, and still completes the round and earns its reward."""
+node, and one where an agent is killed right after it saved each of its three commitments
+(update, scores, attestation) and restarted each time, and still completes and is paid."""
 
 import time
 from dataclasses import replace
@@ -8,18 +8,26 @@ from pathlib import Path
 
 import pytest
 
-from edgetune.agent.federation import FederationConfig
+from edgetune.agent.federation import FederationConfig, start_when_full
 from edgetune.agent.processes import launch
-from edgetune.agent.state import AgentState
+from edgetune.agent.state import AgentState, StateFileError
 from edgetune.chain.connect import connect
 from edgetune.chain.history import load_history
 from edgetune.chain.nodes import AnvilNode
+from edgetune.chain.types import Step
 from edgetune.learning import TrainConfig
 
 from ..ports import free_port
 
 pytestmark = pytest.mark.anvil
 TIMEOUT_S = 420
+MINE_EVERY_S = 0.5
+# Each kind of commitment, and the step bit its reveal sets on chain.
+KINDS = {
+    "update": Step.UPDATE_REVEALED,
+    "scores": Step.SCORES_REVEALED,
+    "attestation": Step.ATTEST_REVEALED,
+}
 
 
 @pytest.fixture
@@ -29,24 +37,35 @@ def anvil(tmp_path: Path):
 
 
 def config_for(workdir: Path, **overrides) -> FederationConfig:
-    base = FederationConfig(edges=3, rounds=2, train=TrainConfig(steps=20), workdir=workdir)
+    base = FederationConfig(
+        edges=3,
+        rounds=2,
+        train=TrainConfig(steps=10),
+        validation_per_class=2,
+        test_per_class=1,
+        workdir=workdir,
+    )
     return replace(base, **overrides)
 
 
-def drive(chain, owner, task_id: int, edges, on_tick=lambda status: None) -> None:
-    """Mine a block every half second (deadlines must pass) until the task is over."""
+def drive(chain, owner, task_id: int, edges, on_tick=lambda: None) -> None:
+    """Mine a block every half second (deadlines must pass) until the task is over; between
+    blocks call `on_tick` every 10 ms, so it can act within moments of what it watches for."""
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
+        start_when_full(owner, task_id, len(edges))  # the owner's move, as the Watcher's
         status = owner.status(task_id)
         if status.phase.name == "FINISHED":
             return
-        on_tick(status)
         crashed = [e for e in edges if e.process.poll() not in (None, 0)]
         assert not crashed, (
             f"agent {crashed[0].index} failed: {crashed[0].log_path.read_text()[-2000:]}"
         )
         chain.mine(1)
-        time.sleep(0.5)
+        until = time.monotonic() + MINE_EVERY_S
+        while time.monotonic() < until:
+            on_tick()
+            time.sleep(0.01)
     raise AssertionError(f"task {task_id} did not finish in {TIMEOUT_S} s")
 
 
@@ -68,11 +87,12 @@ def test_three_agent_processes_with_a_real_ipfs_node_complete_two_rounds(
     assert [r.accepted for r in history.rounds] == [True, True]
     assert all(len(e.rounds_joined) == 2 and e.earned > 0 for e in history.edges)
     assert sum(e.earned for e in history.edges) == sum(r.paid for r in history.rounds)
+    assert all(e.slashed == 0 for e in history.edges)
     # the global model each round is content the IPFS node serves, under the on-chain CID
     assert all(ipfs_node.get(r.global_cid) for r in history.rounds)
 
 
-def test_an_agent_killed_after_each_commit_resumes_and_is_paid(anvil, tmp_path):
+def test_an_agent_killed_after_saving_each_commitment_resumes_and_is_paid(anvil, tmp_path):
     node, chain = anvil
     # Long deadlines: a restarted agent needs seconds to start; phases still close early.
     config = config_for(tmp_path / "run", phase_blocks=400)
@@ -80,20 +100,26 @@ def test_an_agent_killed_after_each_commit_resumes_and_is_paid(anvil, tmp_path):
     victim = edges[0]
     victim_address = chain.accounts[1].address
     state_file = config.workdir / "edge-0" / "agent-state.json"
-    crashes: list[str] = []
+    crashes: list[tuple[str, Step]] = []  # (kind, the victim's round-1 steps when it died)
 
-    def crash_and_restart(status) -> None:
-        """Kill the victim once it has saved what it is committing to (it saves before it
-        sends), so it dies around its commit transaction, before it could reveal."""
-        if not state_file.exists() or status.round != 1:
+    def crash_and_restart() -> None:
+        """Kill the victim as soon as it has saved what it commits to next (it saves before it
+        sends the commitment), then start it again: it must finish the stage from the file."""
+        if len(crashes) == len(KINDS) or not state_file.exists():
             return
-        state = AgentState(state_file, owner.address, task.task_id, victim_address)
-        after_update = not crashes and state.update(1)
-        after_vote = crashes == ["update"] and state.vote(1)
-        if after_update or after_vote:
-            victim.kill()
-            crashes.append("update" if after_update else "vote")
-            victim.start()
+        kind = list(KINDS)[len(crashes)]
+        try:
+            state = AgentState(state_file, owner.address, task.task_id, victim_address)
+        except StateFileError:  # not written yet under this name; look again in 10 ms
+            return
+        if state.get(1, kind) is None:
+            return
+        victim.kill()
+        status = owner.status(task.task_id, victim_address)
+        crashes.append((kind, status.done if status.round == 1 else None))
+        if kind == "update":  # kept on disk until the reveal publishes them
+            assert (state_file.parent / "agent-state.round-1.update").exists()
+        victim.start()
 
     for edge in edges:
         edge.start()
@@ -102,8 +128,11 @@ def test_an_agent_killed_after_each_commit_resumes_and_is_paid(anvil, tmp_path):
     finally:
         for edge in edges:
             edge.kill()
-    assert crashes == ["update", "vote"]
+    assert [kind for kind, _ in crashes] == list(KINDS)
+    # each time it died before it could reveal what it had just committed to
+    assert all(done is not None and not done & KINDS[kind] for kind, done in crashes), crashes
     history = load_history(owner, task.task_id, deployment.block)
     (record,) = [e for e in history.edges if e.address == victim_address]
-    assert history.rounds[0].accepted and record.slashed == 0
-    assert 1 in record.rounds_joined and record.validator_reward.get(1, 0) > 0
+    assert [r.accepted for r in history.rounds] == [True, True]
+    assert record.slashed == 0 and record.rounds_joined == [1, 2]
+    assert record.trainer_reward.get(1, 0) > 0 and record.validator_reward.get(1, 0) > 0
