@@ -8,9 +8,9 @@ from edgetune.contribution import ShapleyConfig, ShapleyConfigError
 from edgetune.errors import EdgetuneError
 
 
-def test_defaults_follow_the_spec() -> None:
+def test_defaults_follow_the_measurement() -> None:
     config = ShapleyConfig()
-    assert config.exact_max_players == 8
+    assert config.exact_max_players == 12  # docs/contribution.md: sampler vs exact
     assert 0 < config.convergence_tolerance < 1
     assert 0 <= config.truncation_tolerance < 1
 

@@ -6,10 +6,12 @@ efficient (the scores add up to what the whole round gained), symmetric (equal u
 equally), gives 0 to a null player and is additive across utilities.
 
 Why two estimators: the exact value needs the utility of all 2^n coalitions, and each utility is
-a validation pass over a model (`G(r-1) + agg(S)`, built by the caller). 255 passes for 8 updates
-is affordable; 4095 for 12 is not. Above `exact_max_players` the value is estimated by sampling
-permutations (Castro et al. 2009): a player's marginal contribution in a uniformly random order
-is an unbiased sample of its Shapley value. Three things keep the number of passes down:
+a validation pass over a model (`G(r-1) + agg(S)`, built by the caller): 2^n grows past any phase
+length. Above `exact_max_players` the value is estimated by sampling permutations (Castro et al.
+2009): a player's marginal contribution in a uniformly random order is an unbiased sample of its
+Shapley value. On the validator's real utility the sampler only saves passes past about 12
+players (measured in bench/bench_shapley.py --real, docs/contribution.md), hence that default.
+Three things keep the number of passes down:
 
 - Truncated Monte Carlo (TMC-Shapley, Ghorbani & Zou 2019): sampling stops once the estimates
   have converged, here once every player's standard error is a small fraction of the largest
@@ -17,11 +19,13 @@ is an unbiased sample of its Shapley value. Three things keep the number of pass
 - GTG-Shapley (Liu et al. 2022), made for federated learning, where coalition models are rebuilt
   from the round's updates rather than retrained. Within-round truncation: once a permutation's
   prefix is already worth almost v(all), the players after it can add almost nothing, so their
-  marginals count as 0 and their coalitions are never evaluated. Guided sampling: permutation k
-  starts with player k mod n, so each player's often-largest marginal (joining the empty
-  coalition) is sampled equally often. GTG's between-round truncation (score nothing when
-  v(all) is about 0) is left out on purpose: here v(all) near 0 can be a harmful update
-  cancelling a helpful one, and the harmful one must still be found.
+  marginals count as 0 and their coalitions are never evaluated. (With the utility normalised
+  over the valid set each update adds its own share, prefixes rarely saturate, and truncation
+  was measured to save almost nothing on real rounds; it costs nothing either.) Guided
+  sampling: permutation k starts with player k mod n, so each player's often-largest marginal
+  (joining the empty coalition) is sampled equally often. GTG's between-round truncation
+  (score nothing when v(all) is about 0) is left out on purpose: here v(all) near 0 can be a
+  harmful update cancelling a helpful one, and the harmful one must still be found.
 - Memoisation: each distinct coalition is evaluated once per call; permutations share prefixes.
 
 v(empty) = 0 by definition: the caller's utility is never asked about the empty coalition.
