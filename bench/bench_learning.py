@@ -77,7 +77,7 @@ def main() -> None:
             result = train_update(
                 adapted, glob, shard, dataclasses.replace(config, seed=r * 10 + i)
             )
-            updates.append((result.tensors, result.n_samples))
+            updates.append(result.tensors)
             if r == 1:
                 rows.append(
                     (
