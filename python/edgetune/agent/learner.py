@@ -17,10 +17,6 @@ Tensors = dict[str, torch.Tensor]
 
 
 class Learner(Protocol):
-    @property
-    def samples(self) -> int:
-        """How many private training examples the edge has (its averaging weight)."""
-
     def shapes(self, trained_only: bool = False) -> dict[str, tuple[int, ...]]:
         """Adapter tensor names and shapes; `trained_only`: what an update carries."""
 
@@ -42,10 +38,6 @@ class TextLearner:
     # The Shapley utility. Validation loss by default: accuracy on a small validation set moves
     # in coarse steps, and many coalitions would tie.
     score: Literal["loss", "accuracy"] = "loss"
-
-    @property
-    def samples(self) -> int:
-        return len(self.train_examples)
 
     def shapes(self, trained_only: bool = False) -> dict[str, tuple[int, ...]]:
         return self.adapted.shapes(trained_only=trained_only)
@@ -76,10 +68,6 @@ class VisionLearner:
     # mistake without bound, so the one hospital rich in normal cases, whose update shifts the
     # prior towards "normal", scored -3 to -7 nats and was left out of every round.
     diagnosis_scored: bool = True
-
-    @property
-    def samples(self) -> int:
-        return len(self.train_samples)
 
     def shapes(self, trained_only: bool = False) -> dict[str, tuple[int, ...]]:
         return self.adapted.shapes(trained_only=trained_only)
