@@ -27,7 +27,7 @@ from edgetune.agent.state import (
 )
 from edgetune.agent.validation import Scorecard, attest_round, score_round
 from edgetune.chain.client import EdgeTuneClient
-from edgetune.chain.reverts import RACES
+from edgetune.chain.reverts import RACES, ContractRevert
 from edgetune.chain.types import SCORE_SCALE, Phase, Status, Step, commitment
 from edgetune.contribution import ShapleyConfig
 from edgetune.learning import adapter_from_bytes, adapter_to_bytes
@@ -131,6 +131,14 @@ class EdgeAgent:
             action(status)
         except RACES as race:
             self.log(f"round {status.round}: {race} (another transaction was first)")
+        except ContractRevert as failed:
+            if failed.tx_hash is None or failed.data:
+                raise
+            # Mined, failed without revert data, yet it passes as a call on the block before it:
+            # out of gas, because another edge's transaction landed between our gas estimate and
+            # ours (the last commit of a stage also closes it, which costs more). Nothing changed
+            # on chain; look again and retry with a fresh estimate.
+            self.log(f"round {status.round}: {failed} (out of gas after a race); retrying")
         return True, True
 
     def _next_action(self, status: Status) -> Callable[[Status], None] | None:
