@@ -1,17 +1,20 @@
-"""Gas of every EdgeTune function in a typical round, and of `finalize` as tasks grow to MAX_EDGES.
+"""Gas of every EdgeTune (v2) function, and of one edge's round, as tasks grow to 64 edges.
 
-Measured as `gasUsed` from the receipts of real transactions on a fresh anvil node (Cancun,
-30M block gas limit), so each figure is what the sender pays for, refunds included.
+Measured as `gasUsed` of real transactions on a fresh anvil node (Cancun, 30M block gas limit;
+`--chain embedded` runs py-evm instead, same gas, slower), so each figure is what the sender
+pays for, refunds included.
 
-- Typical round: a 4-edge, 2-round task, every edge training and voting with its own distinct
-  scores; the rows show min/max over the calls (the last call of a phase closes it early, the
-  first vote for a candidate stores it, the last round's finalize finishes the task), then the
-  end-of-task calls and the registration-time exit and cancel.
-- Scaling: one round with N edges, all trained, all voting for one candidate with distinct,
-  positive scores, distinct stakes: every update is paid by a median over N-1 scores and every
-  voter is credited, the worst case for `finalize` short of slashing.
+At each N: one 2-round task with N edges of distinct stakes; round 1 is played in full. Every
+edge commits and reveals an update, a score ballot with distinct random scores for every
+update (all valid, none a copy, all included), and an approval of one aggregate; one keeper
+tallies and finalizes. Every update is then paid by its median and every validator by its
+agreement: the worst case for `tally` and `finalize` short of slashing. An edge's gas per round
+is its own six transactions (three commits, three reveals) plus its 1/N share of the tally and
+finalize a keeper pays; the target is 1.5 x v1's six-transaction round (6 x 45,818 gas).
+The lifecycle rows (releaseStake, withdraw, refundPool, requestExit, cancel) come from a small
+extra task at N=4.
 
-Run: .venv/bin/python bench/bench_gas.py [--sizes 4 8 16 32 64] [--typical-edges 4] [--seed 0]
+Run: .venv/bin/python bench/bench_gas.py [--sizes 4 8 16 32 64] [--seed 0] [--chain anvil]
 """
 
 import argparse
@@ -19,11 +22,12 @@ import random
 import socket
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from rich import box
 from rich.console import Console
@@ -33,11 +37,24 @@ from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect, transfer
 from edgetune.chain.deploy import deploy
 from edgetune.chain.nodes import AnvilNode
-from edgetune.chain.types import Ballot, Phase, TaskConfig, update_commitment, vote_commitment
+from edgetune.chain.types import (
+    Attestation,
+    Phase,
+    ScoreBallot,
+    TaskConfig,
+    commitment,
+    update_payload,
+)
 
 ETHER = 10**18
 BLOCK_GAS_LIMIT = 30_000_000
-ROUND_FUNCTIONS = ("commitUpdate", "revealUpdate", "commitVote", "revealVote")
+V1_ROUND_TX_GAS = 45_818  # v1's mean gas per own round transaction (4 per round then)
+TARGET_PER_EDGE = int(1.5 * 6 * V1_ROUND_TX_GAS)  # 412,362
+LARGEST_TX_TARGET = 5_000_000  # at 64 edges, no transaction above this (1/6 of a block)
+SIZES = (4, 8, 16, 32, 64)
+OWN = ("commit (update)", "revealUpdate", "commit (scores)", "revealScores",
+       "commit (attest)", "revealAttestation")  # fmt: skip
+KEEPER = ("tally", "finalize")
 CONFIG = TaskConfig(
     base_model_hash=keccak(text="base"),
     adapter_spec_hash=keccak(text="spec"),
@@ -45,43 +62,66 @@ CONFIG = TaskConfig(
     base_model_uri="HuggingFaceTB/SmolLM2-135M-Instruct",
     base_model_cid="bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
     initial_global_cid="bafybeihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+    rounds=2,
     max_edges=64,
-    registration_blocks=500,  # anvil mines one block per transaction: phases must outlast
-    commit_blocks=500,  # 64 sequential transactions
+    # anvil mines a block per transaction: every phase must outlast 64 sequential transactions
+    registration_blocks=1000,
+    commit_blocks=500,
     reveal_blocks=500,
-    vote_commit_blocks=500,
-    vote_reveal_blocks=500,
+    score_commit_blocks=500,
+    score_reveal_blocks=500,
+    tally_blocks=500,
+    attest_commit_blocks=500,
+    attest_reveal_blocks=500,
     min_stake=ETHER,
+    slash_absent=ETHER // 4,
     slash_non_reveal=ETHER // 2,
     slash_invalid=ETHER,
 )
 UPDATE_CID = "bafybeie5gq4jxvzmsym6hjlwxej4rwdoxt7wadqvmmwbqi7r27fclha2va"
+AGGREGATE = Attestation(keccak(text="aggregate"), UPDATE_CID, True)
 
 
 @dataclass
 class GasLog:
-    """gasUsed per function label, in call order."""
+    """gasUsed per label, in call order, and per (edge, label)."""
 
-    calls: dict[str, list[int]]
+    calls: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    by_edge: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def add(self, label: str, receipt) -> None:
+    def add(self, label: str, receipt, edge: str | None = None) -> None:
         self.calls[label].append(int(receipt["gasUsed"]))
+        if edge is not None:
+            self.by_edge[edge] += int(receipt["gasUsed"])
+
+    def largest(self) -> tuple[str, int]:
+        return max(((label, max(used)) for label, used in self.calls.items()), key=lambda x: x[1])
 
 
 @dataclass(frozen=True)
 class ScaleRow:
     edges: int
-    finalize: int
-    reveal_vote_max: int
-    own_per_edge: float  # mean over edges of its commit/reveal of update and vote
+    log: GasLog
+
+    @property
+    def own_mean(self) -> float:
+        return sum(self.log.by_edge.values()) / self.edges
+
+    @property
+    def own_max(self) -> int:
+        return max(self.log.by_edge.values())
+
+    @property
+    def keeper(self) -> int:
+        return sum(self.log.calls[label][0] for label in KEEPER)
 
     @property
     def per_edge_round(self) -> float:
-        return self.own_per_edge + self.finalize / self.edges
+        return self.own_mean + self.keeper / self.edges
 
 
 class Bench:
-    """Drives tasks with scripted edges on one chain, logging every receipt's gas."""
+    """Plays scripted tasks on one chain, logging every receipt's gas."""
 
     def __init__(self, chain: Chain, owner: EdgeTuneClient, edges: list[EdgeTuneClient]) -> None:
         self.chain, self.owner, self.edges = chain, owner, edges
@@ -91,58 +131,95 @@ class Bench:
         log.add("createTask", receipt)
         for index, edge in enumerate(edges):
             log.add("register", edge.register(task_id, ETHER + index * 10**15))
-        if self.owner.phase(task_id) == Phase.REGISTRATION:  # a full task starts by itself
-            log.add("start", self.owner.start(task_id))
+        log.add("start", self.owner.start(task_id))
         return task_id
 
-    def round(self, log: GasLog, task_id: int, round_: int, edges: list[EdgeTuneClient], rng):
-        """All edges commit, reveal, vote (distinct scores) and reveal; then finalize."""
+    def commit(self, log, label, task_id, round_, stage, edge, payload, salt) -> None:
+        address = edge.sender_address
+        digest = commitment(
+            self.chain.chain_id, edge.address, task_id, round_, stage, address, payload, salt
+        )
+        log.add(label, edge.commit(task_id, round_, stage, digest), address)
+
+    def round(self, log: GasLog, task_id: int, round_: int, edges, rng: random.Random) -> None:
+        """Every edge plays every stage (closing each early); a keeper tallies and finalizes."""
         salts = {
             e.sender_address: keccak(text=f"{task_id}/{round_}/{e.sender_address}") for e in edges
         }
-        updates = {
-            a: (keccak(b"u" + s), UPDATE_CID, 100 + i) for i, (a, s) in enumerate(salts.items())
-        }
+        updates = {a: (keccak(b"u" + s), UPDATE_CID) for a, s in salts.items()}
         for edge in edges:
-            address = edge.sender_address
-            commitment = update_commitment(
-                self.chain.chain_id, edge.address, task_id, round_, address,
-                *updates[address], salts[address],
-            )  # fmt: skip
-            log.add("commitUpdate", edge.commit_update(task_id, round_, commitment))
+            a = edge.sender_address
+            payload = update_payload(*updates[a])
+            self.commit(
+                log,
+                "commit (update)",
+                task_id,
+                round_,
+                Phase.UPDATE_COMMIT,
+                edge,
+                payload,
+                salts[a],
+            )
         for edge in edges:
-            address = edge.sender_address
-            receipt = edge.reveal_update(task_id, round_, *updates[address], salts[address])
-            log.add("revealUpdate", receipt)
-        mask = (1 << len(edges)) - 1
+            a = edge.sender_address
+            log.add("revealUpdate", edge.reveal_update(task_id, round_, *updates[a], salts[a]), a)
+        everything = (1 << len(edges)) - 1
         ballots = {
-            e.sender_address: Ballot(
-                mask, mask, keccak(text=f"agg/{task_id}/{round_}"), UPDATE_CID, True,
-                tuple(rng.randrange(1, 1_000_000) for _ in edges),
+            e.sender_address: ScoreBallot(
+                everything, 0, tuple(rng.randrange(1, 1_000_000) for _ in edges)
             )
             for e in edges
-        }  # fmt: skip
+        }
         for edge in edges:
-            address = edge.sender_address
-            commitment = vote_commitment(
-                self.chain.chain_id, edge.address, task_id, round_, address,
-                ballots[address], salts[address],
-            )  # fmt: skip
-            log.add("commitVote", edge.commit_vote(task_id, round_, commitment))
-        for index, edge in enumerate(edges):
-            address = edge.sender_address
-            label = "revealVote (first for candidate)" if index == 0 else "revealVote (later)"
-            log.add(label, edge.reveal_vote(task_id, round_, ballots[address], salts[address]))
+            a = edge.sender_address
+            payload = ballots[a].payload()
+            self.commit(
+                log, "commit (scores)", task_id, round_, Phase.SCORE_COMMIT, edge, payload, salts[a]
+            )
+        for edge in edges:
+            a = edge.sender_address
+            log.add("revealScores", edge.reveal_scores(task_id, round_, ballots[a], salts[a]), a)
+        log.add(
+            "tally", self.owner.tally(task_id, round_, self.owner.score_ballots(task_id, round_))
+        )
+        for edge in edges:
+            a = edge.sender_address
+            payload = AGGREGATE.payload()
+            self.commit(
+                log,
+                "commit (attest)",
+                task_id,
+                round_,
+                Phase.ATTEST_COMMIT,
+                edge,
+                payload,
+                salts[a],
+            )
+        for edge in edges:
+            a = edge.sender_address
+            receipt = edge.reveal_attestation(task_id, round_, AGGREGATE, salts[a])
+            log.add("revealAttestation", receipt, a)
         if self.owner.phase(task_id) != Phase.FINALIZABLE:
             raise RuntimeError(f"task {task_id} round {round_} did not close early")
         log.add("finalize", self.owner.finalize(task_id))
 
-    def typical(self, edge_count: int, rng: random.Random) -> GasLog:
-        log = GasLog(defaultdict(list))
-        edges = self.edges[:edge_count]
-        task_id = self.task(log, edges, rounds=2, pool=2 * ETHER + 3)  # odd wei: a dust refund
-        for round_ in (1, 2):
-            self.round(log, task_id, round_, edges, rng)
+    def scale(self, edge_count: int, rng: random.Random) -> ScaleRow:
+        """One full round of a 2-round task with `edge_count` fresh edges (never credited
+        before, so every credit writes a zero slot: the worst case)."""
+        log = GasLog()
+        edges = funded_edges(self.chain, self.owner, edge_count, f"{edge_count}-")
+        task_id = self.task(log, edges, rounds=2, pool=2 * ETHER)
+        self.round(log, task_id, 1, edges, rng)
+        return ScaleRow(edge_count, log)
+
+    def lifecycle(self, rng: random.Random) -> GasLog:
+        """A finished 1-round task at N=4 (releaseStake, withdraw, refundPool), then a
+        registration exit and a cancel."""
+        log = GasLog()
+        edges = self.edges[:4]
+        task_id = self.task(log, edges, rounds=1, pool=ETHER + 3)  # odd wei: a dust refund
+        self.round(log, task_id, 1, edges, rng)
+        log.calls.pop("finalize")  # the last round's finalize also finishes the task
         for edge in edges:
             log.add("releaseStake", edge.release_stake(task_id))
             log.add("withdraw", edge.withdraw())
@@ -155,82 +232,102 @@ class Bench:
         log.add("cancel", self.owner.cancel(cancelled))
         return log
 
-    def scale(self, edge_count: int, rng: random.Random) -> ScaleRow:
-        log = GasLog(defaultdict(list))
-        edges = self.edges[:edge_count]
-        task_id = self.task(log, edges, rounds=1, pool=ETHER)
-        self.round(log, task_id, 1, edges, rng)
-        reveals = log.calls["revealVote (first for candidate)"] + log.calls["revealVote (later)"]
-        own = sum(sum(log.calls[f]) for f in ROUND_FUNCTIONS[:3]) + sum(reveals)
-        (finalize,) = log.calls["finalize"]
-        return ScaleRow(edge_count, finalize, max(reveals), own / edge_count)
 
-
-def funded_edges(chain: Chain, owner: EdgeTuneClient, count: int) -> list[EdgeTuneClient]:
+def funded_edges(
+    chain: Chain, owner: EdgeTuneClient, count: int, tag: str = ""
+) -> list[EdgeTuneClient]:
     """Deterministic fresh accounts funded by the owner (anvil has only 10 dev accounts)."""
-    accounts: list[LocalAccount] = []
+    edges = []
     for index in range(count):
-        account = Account.from_key(keccak(text=f"gas-edge-{index}"))
-        transfer(chain, owner.sender, account.address, 50 * ETHER)
-        accounts.append(account)
-    return [owner.as_sender(a) for a in accounts]
+        account = Account.from_key(keccak(text=f"gas-edge-{tag}{index}"))
+        transfer(chain, owner.sender, account.address, 20 * ETHER)
+        edges.append(owner.as_sender(account))
+    return edges
 
 
-def typical_table(log: GasLog, edge_count: int) -> Table:
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        title=f"EdgeTune gas per call: {edge_count} edges, 2 rounds, distinct scores (anvil)",
-    )
-    for name in ("function", "calls", "min gas", "max gas"):
-        table.add_column(name, justify="left" if name == "function" else "right")
-    for label, used in log.calls.items():
-        table.add_row(label, str(len(used)), f"{min(used):,}", f"{max(used):,}")
+@contextmanager
+def bench_chain(kind: str) -> Iterator[Chain]:
+    """A fresh anvil node (stopped afterwards), or the embedded chain."""
+    if kind == "embedded":
+        yield connect("embedded")
+        return
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        AnvilNode(port=_free_port(), state_file=Path(tmp) / "state.json") as node,
+    ):
+        yield connect("anvil", url=node.url)
+
+
+def measure(chain: Chain, sizes=SIZES, seed: int = 0, lifecycle: bool = True):
+    """(rows per size, lifecycle log) on `chain`."""
+    owner, _ = deploy(chain, chain.accounts[0])
+    bench = Bench(chain, owner, funded_edges(chain, owner, 4) if lifecycle else [])
+    rng = random.Random(seed)
+    rows = [bench.scale(n, rng) for n in sizes]
+    return rows, bench.lifecycle(rng) if lifecycle else None
+
+
+def _range(used: list[int]) -> str:
+    low, high = min(used), max(used)
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+
+def functions_table(rows: list[ScaleRow], lifecycle: GasLog | None) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title="EdgeTune v2 gas per call (min-max), by task size N")
+    table.add_column("function")
+    for row in rows:
+        table.add_column(f"N={row.edges}", justify="right")
+    labels = ["createTask", "register", "start", *OWN, *KEEPER]
+    for label in labels:
+        table.add_row(label, *(_range(row.log.calls[label]) for row in rows))
+    if lifecycle is not None:
+        for label, used in lifecycle.calls.items():
+            if label not in labels:
+                table.add_row(f"{label} (N=4)", _range(used), *[""] * (len(rows) - 1))
     return table
 
 
 def scale_table(rows: list[ScaleRow]) -> Table:
     table = Table(
         box=box.SIMPLE_HEAD,
-        title="finalize and per-edge gas per round as the task grows (all train, all vote)",
+        title="Per-edge gas per round and the largest transaction, by task size N",
         caption=(
-            "own/edge = mean of one edge's commitUpdate+revealUpdate+commitVote+revealVote; "
-            "per edge per round = own/edge + finalize/N; block gas limit 30,000,000"
+            f"own = one edge's 3 commits + 3 reveals (mean over edges); per edge = own + "
+            f"(tally + finalize)/N; target = 1.5 x 6 x {V1_ROUND_TX_GAS:,} = {TARGET_PER_EDGE:,}; "
+            f"block gas limit {BLOCK_GAS_LIMIT:,}, largest-tx target {LARGEST_TX_TARGET:,}"
         ),
     )
-    for name in ("N", "finalize", "% block", "finalize/N", "revealVote max", "own/edge"):
+    for name in ("N", "own (mean)", "own (max)", "tally", "finalize", "(tally+fin)/N",
+                 "per edge", "vs target", "largest tx", "% block"):  # fmt: skip
         table.add_column(name, justify="right")
-    table.add_column("per edge per round", justify="right")
     for row in rows:
+        label, largest = row.log.largest()
         table.add_row(
             str(row.edges),
-            f"{row.finalize:,}",
-            f"{row.finalize / BLOCK_GAS_LIMIT:.1%}",
-            f"{row.finalize // row.edges:,}",
-            f"{row.reveal_vote_max:,}",
-            f"{row.own_per_edge:,.0f}",
+            f"{row.own_mean:,.0f}",
+            f"{row.own_max:,}",
+            f"{row.log.calls['tally'][0]:,}",
+            f"{row.log.calls['finalize'][0]:,}",
+            f"{row.keeper / row.edges:,.0f}",
             f"{row.per_edge_round:,.0f}",
+            f"{row.per_edge_round / TARGET_PER_EDGE:.0%}",
+            f"{largest:,} ({label})",
+            f"{largest / BLOCK_GAS_LIMIT:.1%}",
         )
     return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[4, 8, 16, 32, 64])
-    parser.add_argument("--typical-edges", type=int, default=4)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chain", choices=["anvil", "embedded"], default="anvil")
     args = parser.parse_args()
-    rng = random.Random(args.seed)
     console = Console()
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        AnvilNode(port=_free_port(), state_file=Path(tmp) / "state.json") as node,
-    ):
-        chain = connect("anvil", url=node.url)
-        owner, _ = deploy(chain, chain.accounts[0])
-        edges = funded_edges(chain, owner, max([args.typical_edges, *args.sizes]))
-        bench = Bench(chain, owner, edges)
-        console.print(typical_table(bench.typical(args.typical_edges, rng), args.typical_edges))
-        console.print(scale_table([bench.scale(n, rng) for n in args.sizes]))
+    with bench_chain(args.chain) as chain:
+        rows, lifecycle = measure(chain, args.sizes, args.seed)
+    console.print(functions_table(rows, lifecycle))
+    console.print(scale_table(rows))
 
 
 def _free_port() -> int:

@@ -15,7 +15,8 @@ from eth_account import Account
 from eth_utils import keccak
 
 from edgetune.chain.client import EdgeTuneClient
-from edgetune.chain.connect import Chain, transfer
+from edgetune.chain.compiler import load_artifact
+from edgetune.chain.connect import Chain, send, transfer
 from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import (
     AGREEMENT_SCALE,
@@ -77,6 +78,9 @@ class TaskHarness:
     chain: Chain
     owner: EdgeTuneClient
     opened: dict[tuple[int, int, Phase, str], Opened] = field(default_factory=dict)
+    # Score ballots as revealed through `reveal`, read from the receipts: `tally` hands them
+    # back without a get_logs scan of the whole chain (slow on the embedded chain).
+    revealed_ballots: dict[tuple[int, int], list[ScoreBallot]] = field(default_factory=dict)
 
     @property
     def w3(self):
@@ -130,7 +134,10 @@ class TaskHarness:
             update_hash, cid = opened.values
             edge.reveal_update(task_id, round_, update_hash, cid, opened.salt)
         elif stage == Phase.SCORE_COMMIT:
-            edge.reveal_scores(task_id, round_, opened.values, opened.salt)
+            receipt = edge.reveal_scores(task_id, round_, opened.values, opened.salt)
+            (e,) = edge.receipt_events(receipt, "ScoresRevealed")
+            revealed = ScoreBallot.unpack(e.edge, e.validMask, e.copyMask, bytes(e.scores))
+            self.revealed_ballots.setdefault((task_id, round_), []).append(revealed)
         else:
             edge.reveal_attestation(task_id, round_, opened.values, opened.salt)
 
@@ -152,7 +159,10 @@ class TaskHarness:
         self.stage(task_id, round_, Phase.SCORE_COMMIT, ballots)
 
     def tally(self, task_id: int, round_: int):
-        ballots = self.owner.score_ballots(task_id, round_)
+        """Tallies the ballots revealed through `reveal` (or, if none were, those in the logs)."""
+        ballots = self.revealed_ballots.get((task_id, round_))
+        if ballots is None:
+            ballots = self.owner.score_ballots(task_id, round_)
         return self.owner.tally(task_id, round_, ballots)
 
     def attest(self, task_id: int, round_: int, attestations: dict) -> None:
@@ -205,13 +215,13 @@ class TaskHarness:
         play one round two ways from the same state and compare the outcomes."""
         tester = self.w3.provider.ethereum_tester
         snapshot = tester.take_snapshot()
-        opened = dict(self.opened)
+        opened, ballots = dict(self.opened), {k: list(v) for k, v in self.revealed_ballots.items()}
         try:
             yield
         finally:
             tester.revert_to_snapshot(snapshot)
             self.chain.forget_nonces()
-            self.opened = opened
+            self.opened, self.revealed_ballots = opened, ballots
 
     def worth(self, task_id: int, account: str) -> int:
         """What `account` holds in the contract for this task: its stake plus all it is owed."""
@@ -226,6 +236,14 @@ class TaskHarness:
 
 
 # ---------------------------------------------------------------------- reading receipts
+
+
+def deploy_helper(chain: Chain, name: str, *args):
+    """Deploys a contract of contracts/ (a test double) and returns a web3 contract for it."""
+    artifact = load_artifact(name)
+    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    receipt = send(chain, factory.constructor(*args), chain.accounts[0])
+    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
 
 
 def credits(client: EdgeTuneClient, receipt) -> dict[tuple[str, RewardKind], int]:

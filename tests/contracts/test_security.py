@@ -4,21 +4,22 @@ round, task, stage or contract; the Python commitment is the contract's, bit for
 import pytest
 from eth_utils import function_signature_to_4byte_selector
 
-from edgetune.chain.compiler import load_artifact
 from edgetune.chain.connect import send
 from edgetune.chain.deploy import deploy
 from edgetune.chain.types import Phase, commitment, update_payload
 
-from .rounds import AGGREGATE, ETHER, TaskHarness, ballot, expect_revert, h, update_of
+from .rounds import (
+    AGGREGATE,
+    ETHER,
+    TaskHarness,
+    ballot,
+    deploy_helper,
+    expect_revert,
+    h,
+    update_of,
+)
 
 STAGES = [Phase.UPDATE_COMMIT, Phase.SCORE_COMMIT, Phase.ATTEST_COMMIT]
-
-
-def deploy_helper(chain, name: str, *args):
-    artifact = load_artifact(name)
-    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    receipt = send(chain, factory.constructor(*args), chain.accounts[0])
-    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
 
 
 def test_withdraw_cannot_be_reentered(harness, owner, w3):
