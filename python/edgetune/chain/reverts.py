@@ -141,6 +141,25 @@ class EdgeTuneNothingToRefund(ContractRevert):
     """The task's pool is empty."""
 
 
+# Errors of the OpenZeppelin code EdgeTune builds on; they are in its ABI too.
+
+
+class ReentrancyGuardReentrantCall(ContractRevert):
+    """A call re-entered `withdraw` while it was paying out (refused by the lock)."""
+
+
+class FailedCall(ContractRevert):
+    """Paying out failed: the receiving account (a contract) refused the ether."""
+
+
+class InsufficientBalance(ContractRevert):
+    """The contract held less ether than it tried to send (never, if funds are conserved)."""
+
+
+class SafeCastOverflowedUintDowncast(ContractRevert):
+    """A value does not fit its storage type (a stake above 2^128 wei, say)."""
+
+
 _BY_NAME: dict[str, type[ContractRevert]] = {c.__name__: c for c in ContractRevert.__subclasses__()}
 
 # Reverts that only mean another transaction got there first (a phase closed early, someone
