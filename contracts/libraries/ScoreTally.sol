@@ -76,11 +76,11 @@ library ScoreTally {
             if (raw.length != 4 * uint256(reveals)) {
                 revert IEdgeTune.EdgeTuneScoresLength(raw.length, 4 * uint256(reveals));
             }
-            uint256 at;
+            uint256 offset;
             assembly ("memory-safe") {
-                at := raw.offset
+                offset := raw.offset
             }
-            (c.scoresAt[k], c.validMasks[k], c.copyMasks[k]) = (at, ballots[k].validMask, ballots[k].copyMask);
+            (c.scoresAt[k], c.validMasks[k], c.copyMasks[k]) = (offset, ballots[k].validMask, ballots[k].copyMask);
             c.stakes[k] = stakes[k];
         }
     }
@@ -130,11 +130,11 @@ library ScoreTally {
         for (uint256 k = 0; k < n; ++k) {
             uint256 distance = 0;
             assembly ("memory-safe") {
-                let at := mload(add(scoresAt, shl(5, add(k, 1))))
+                let scoresOffset := mload(add(scoresAt, shl(5, add(k, 1))))
                 let end := add(targets, shl(5, count))
                 for { let t := add(targets, 0x20) } iszero(gt(t, end)) { t := add(t, 0x20) } {
                     let target := mload(t)
-                    let score := signextend(3, shr(224, calldataload(add(at, shr(64, target)))))
+                    let score := signextend(3, shr(224, calldataload(add(scoresOffset, shr(64, target)))))
                     let d := sub(score, signextend(3, and(target, 0xffffffff)))
                     let sign := sar(255, d)
                     distance := add(distance, sub(xor(d, sign), sign)) // |d|

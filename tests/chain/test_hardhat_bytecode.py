@@ -30,7 +30,7 @@ def test_hardhat_and_python_bytecode_are_identical(tmp_path: Path) -> None:
         ["npx", "hardhat", "compile", "--quiet"], cwd=root, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert ours, "no contracts compiled"
+    assert {"EdgeTune", "ScoreTallier"} <= set(ours), sorted(ours)  # EdgeTune deploys the tallier
     for name, artifact in ours.items():
         theirs = json.loads((root / "artifacts" / artifact.source / f"{name}.json").read_text())
         assert theirs["deployedBytecode"] == artifact.deployed_bytecode, name
