@@ -42,11 +42,13 @@ def test_two_edges_with_identical_data_are_paid_within_two_percent(
     ]
     trainer = total_rewards(rounds, 0)
     gap = abs(trainer[a] - trainer[b]) / max(trainer[a], trainer[b])
-    assert trainer[a] > 0 and trainer[b] > 0
-    assert gap <= 0.02, (
+    figures = (
         f"twins paid {trainer[a] / ETHER:.6f} and {trainer[b] / ETHER:.6f} ETH as trainers: "
         f"gap {gap:.2%}; per round (edge 0, twin): {per_round}"
     )
+    print(figures)  # shown with pytest -rP
+    assert trainer[a] > 0 and trainer[b] > 0
+    assert gap <= 0.02, figures
 
 
 def test_a_free_rider_earns_exactly_zero_as_a_trainer(mixed_federation, mixed_chronicle):
@@ -58,6 +60,7 @@ def test_a_free_rider_earns_exactly_zero_as_a_trainer(mixed_federation, mixed_ch
         assert {b.scores[index] for b in record.ballots} == {0}
         assert record.tallied.medians[index] == 0 and record.tallied.includedMask >> index & 1
     trainer = total_rewards(rounds, 0)
+    print(f"trainer rewards by edge (wei): {wei_by_edge(result, trainer)}")  # pytest -rP
     assert trainer.get(free_rider, 0) == 0, f"trainer rewards: {wei_by_edge(result, trainer)}"
     assert all(trainer[result.agents[i].address] > 0 for i in (HONEST, TWIN, OTHER, LAZY))
 
@@ -84,10 +87,12 @@ def test_a_lazy_validator_earns_at_most_a_tenth_of_an_honest_one(mixed_federatio
     mean_honest = sum(honest) / len(honest)
     lazy = validator.get(result.agents[LAZY].address, 0)
     assert mean_honest > 0
-    assert lazy <= 0.1 * mean_honest, (
+    figures = (
         f"lazy validator paid {lazy / ETHER:.6f} ETH, honest mean {mean_honest / ETHER:.6f} "
         f"({lazy / mean_honest:.1%}); validator rewards by edge: {wei_by_edge(result, validator)}"
     )
+    print(figures)  # shown with pytest -rP
+    assert lazy <= 0.1 * mean_honest, figures
     # It is still paid for its (honest) training: the two roles are paid apart.
     assert total_rewards(rounds, 0)[result.agents[LAZY].address] > 0
 
@@ -197,6 +202,7 @@ def test_colluders_below_half_the_stake_cannot_move_medians_zero_edges_or_swap_t
                 (low, m, high) for (low, high), m in zip(ranges, outcome.medians, strict=True)
             ]
             where = f"N={edges}, colluders score honest updates {name}: (min, median, max)"
+            print(where, figures)  # shown with pytest -rP
             assert all(low <= m <= high for low, m, high in figures), f"{where} {figures}"
             assert outcome.validMask == (1 << edges) - 1, where  # "invalid" marks outvoted
             assert outcome.includedMask == honest_only.included, where
@@ -213,6 +219,7 @@ def test_colluders_below_half_the_stake_cannot_move_medians_zero_edges_or_swap_t
             credits = harness.owner.receipt_events(receipt, "RewardCredited")
             trainer = {e.edge: e.amount for e in credits if e.kind == 0}
             paid = [trainer.get(c.sender_address, 0) / ETHER for c in clients[:honest]]
+            print(f"{where}: honest trainer rewards {paid} ETH")
             assert all(p > 0 for p in paid), f"{where}: honest trainer rewards {paid} ETH"
             slashed = {e.edge for e in harness.owner.receipt_events(receipt, "Slashed")}
             assert not slashed & {c.sender_address for c in clients[:honest]}, where

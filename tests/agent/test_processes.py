@@ -94,8 +94,9 @@ def test_three_agent_processes_with_a_real_ipfs_node_complete_two_rounds(
 
 def test_an_agent_killed_after_saving_each_commitment_resumes_and_is_paid(anvil, tmp_path):
     node, chain = anvil
-    # Long deadlines: a restarted agent needs seconds to start; phases still close early.
-    config = config_for(tmp_path / "run", phase_blocks=400)
+    # Long deadlines: a restarted agent needs seconds to start; phases still close early. One
+    # round: every crash happens in it.
+    config = config_for(tmp_path / "run", rounds=1, phase_blocks=400)
     owner, deployment, task, edges, _ = launch(config, chain, node.url)
     victim = edges[0]
     victim_address = chain.accounts[1].address
@@ -133,6 +134,6 @@ def test_an_agent_killed_after_saving_each_commitment_resumes_and_is_paid(anvil,
     assert all(done is not None and not done & KINDS[kind] for kind, done in crashes), crashes
     history = load_history(owner, task.task_id, deployment.block)
     (record,) = [e for e in history.edges if e.address == victim_address]
-    assert [r.accepted for r in history.rounds] == [True, True]
-    assert record.slashed == 0 and record.rounds_joined == [1, 2]
+    assert [r.accepted for r in history.rounds] == [True]
+    assert record.slashed == 0 and record.rounds_joined == [1]
     assert record.trainer_reward.get(1, 0) > 0 and record.validator_reward.get(1, 0) > 0
