@@ -331,7 +331,7 @@ def test_funds_are_conserved_whatever_anyone_does(harness, owner):
 
     Protocol.TestCase.settings = settings(
         max_examples=3,
-        stateful_step_count=60,
+        stateful_step_count=45,
         deadline=None,
         derandomize=True,  # the same runs every time, so the coverage assertions are stable
         database=None,
