@@ -134,10 +134,10 @@ class EdgeAgent:
         except ContractRevert as failed:
             if failed.tx_hash is None or failed.data:
                 raise
-            # Mined, failed without revert data, yet it passes as a call on the block before it:
-            # out of gas, because another edge's transaction landed between our gas estimate and
-            # ours (the last commit of a stage also closes it, which costs more). Nothing changed
-            # on chain; look again and retry with a fresh estimate.
+            # Mined, failed, and its replay on the block's state names no error: out of gas,
+            # because another edge's transaction landed between our gas estimate and ours (the
+            # last commit of a stage also closes it, which costs more). Nothing changed on
+            # chain; look again and retry with a fresh estimate.
             self.log(f"round {status.round}: {failed} (out of gas after a race); retrying")
         return True, True
 

@@ -42,6 +42,10 @@ KEY_ENV = "EDGETUNE_PRIVATE_KEY"
 KEYSTORE_PASSWORD_ENV = "EDGETUNE_KEYSTORE_PASSWORD"
 _FEE_TTL_S = 10.0
 _GAS_MARGIN = 1.2
+# Added to every estimate: a transaction estimated before another one in the same block may find
+# itself the stage's last actor, and then it also closes the stage (RoundClock.close rewrites up
+# to three clock slots, about 15,000 gas; twice that plus slack covers a cold first write).
+_GAS_HEADROOM = 40_000
 _BYTES_REPR = re.compile(r"b'.*'|b\".*\"", re.DOTALL)  # repr of bytes in a message
 _REVERTS = (ContractLogicError, TransactionFailed)
 _BUILTIN_ERRORS: dict[bytes, tuple[str, list[str], list[str]]] = {
@@ -275,17 +279,21 @@ def _fees(chain: Chain) -> dict[str, int]:
 
 def _estimate(chain: Chain, call: Any, tx: dict[str, Any]) -> int:
     try:
-        return int(call.estimate_gas({"from": tx["from"], "value": tx["value"]}) * _GAS_MARGIN)
+        estimate = call.estimate_gas({"from": tx["from"], "value": tx["value"]})
+        return int(estimate * _GAS_MARGIN) + _GAS_HEADROOM
     except _REVERTS as exc:
         raise _reverted(chain, None, _revert_data(exc)) from None
 
 
 def _raise_mined_revert(chain: Chain, tx: dict[str, Any], receipt: TxReceipt) -> None:
-    """Replay the reverted transaction as a call on the block before it to recover its data."""
+    """Replay the reverted transaction as a call on the state its block left, to recover its data.
+
+    Not on the block before: a transaction reverted by another one mined earlier in the same
+    block (a race) succeeds there and would lose its reason."""
     replay = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
     data: Any = b""
     try:
-        chain.w3.eth.call(replay, receipt["blockNumber"] - 1)  # type: ignore[arg-type]
+        chain.w3.eth.call(replay, receipt["blockNumber"])  # type: ignore[arg-type]
     except _REVERTS as exc:
         data = _revert_data(exc)
     raise _reverted(chain, receipt["transactionHash"].to_0x_hex(), data)
