@@ -323,7 +323,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chain", choices=["anvil", "embedded"], default="anvil")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=180)  # the tables are wider than a default 80-column pipe
     with bench_chain(args.chain) as chain:
         rows, lifecycle = measure(chain, args.sizes, args.seed)
     console.print(functions_table(rows, lifecycle))
