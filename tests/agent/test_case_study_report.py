@@ -20,6 +20,7 @@ TOY = CaseStudySettings(
     batch_size=4,
     pretrain_pairs=16,
     pretrain_steps=2,
+    utility="loss",
 )
 
 

@@ -64,8 +64,11 @@ def run_collaborative(
     log: Callable[[str], None] = print,
     pool_ether: float = 3.0,
     harm_tolerance: float = 0.1,
+    diagnosis_scored: bool = True,
 ) -> CollaborativeResult:
-    """Deploy, publish the VLM task, run one agent per hospital until the last round."""
+    """Deploy, publish the VLM task, run one agent per hospital until the last round.
+    `diagnosis_scored`: validators value updates by diagnosis accuracy on their audit cases
+    (else by answer loss, which moves even at toy scale, where accuracy on 5 cases does not)."""
     chain = connect("embedded")
     owner, deployment = deploy(chain, chain.accounts[0])
     store = EmbeddedStore(workdir / "ipfs")
@@ -95,6 +98,7 @@ def run_collaborative(
             hospital.validation,
             replace(train, seed=train.seed + 100 * index),
             hospital.sample_weights,
+            diagnosis_scored,
         )
         state_file = workdir / f"{hospital.name}.json"
         state_file.unlink(missing_ok=True)  # an earlier run's: a fresh chain reuses the address
@@ -163,6 +167,7 @@ def run_case_study(
         workdir,
         log,
         harm_tolerance=settings.harm_tolerance,
+        diagnosis_scored=settings.utility == "accuracy",
     )
     final = collaboration.agents[0].fetch_global(collaboration.owner.status(collaboration.task_id))
     results["collaborative"] = evaluate_arm(adapted, test, final, "collaborative")

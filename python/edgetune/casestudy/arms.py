@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -85,6 +86,11 @@ class CaseStudySettings:
     # the first round found no consensus.
     validation_per_class: int = 8
     harm_tolerance: float = 0.1
+    # What validators score updates by: diagnosis accuracy on the audit cases (the case
+    # study's choice, see VisionLearner), or answer loss, which toy-scale runs need: with a few
+    # audit cases and steps accuracy does not move, every Shapley value is 0, and v2 pays a
+    # zero median nothing.
+    utility: Literal["accuracy", "loss"] = "accuracy"
 
     def __post_init__(self) -> None:
         checks = {
