@@ -131,7 +131,10 @@ contract EdgeTune is TaskRegistry {
         }
         if (digest != rd.scoreDigest) revert EdgeTuneBallotsMismatch(taskId, round);
         ScoreTally.Outcome memory o = _tallier.tally(ballots, stakes, rd.clock.reveals, task.config.harmTolerance);
-        if (o.scoreStake * _BPS < task.activeStake * task.config.minTurnoutBps) o.includedMask = 0;
+        if (o.scoreStake * _BPS < task.activeStake * task.config.minTurnoutBps) {
+            // Too few scorers to decide anything: nothing included, and nobody judged invalid.
+            (o.includedMask, o.validMask) = (0, (uint256(1) << rd.clock.reveals) - 1);
+        }
         for (uint256 k = 0; k < ballots.length; ++k) {
             _duties[taskId][round][ballots[k].scorer].agreement = o.agreements[k];
         }
@@ -215,11 +218,6 @@ contract EdgeTune is TaskRegistry {
         return keccak256(abi.encode(block.chainid, address(this), taskId, round, stage, edge, payload, salt));
     }
 
-    /// @notice The stake-weighted median score of each revealed update, once the round is tallied.
-    function medians(uint256 taskId, uint16 round) external view returns (int32[] memory) {
-        return _rounds[taskId][round].medians;
-    }
-
     // ---------------------------------------------------------------- internals: stages
 
     function _commitBit(Phase stage) private pure returns (uint8) {
@@ -300,14 +298,23 @@ contract EdgeTune is TaskRegistry {
         Payout memory payout = Payout(trainerPool, budget - trainerPool, medianTotal, agreementTotal);
         address[] storage edges = task.edges;
         for (uint256 i = 0; i < edges.length; ++i) {
-            address account = edges[i];
-            Edge storage edge = _edges[taskId][account];
-            if (!edge.active) continue;
-            Duty storage duty = _duties[taskId][round][account];
-            if (budget > 0) paid += _pay(taskId, round, account, duty, payout);
-            _slashDuties(taskId, round, account, duty);
-            if (edge.exiting && edge.active) _deactivate(taskId, account);
+            if (_edges[taskId][edges[i]].active) paid += _settleEdge(taskId, round, edges[i], budget > 0, payout);
         }
+    }
+
+    /// @dev An edge that skipped or withheld anything this round is paid nothing for it: a ballot
+    /// withheld after seeing the others' moves the remaining medians, and this way that lever
+    /// can never pay the one who pulls it.
+    function _settleEdge(uint256 taskId, uint16 round, address account, bool rewarded, Payout memory payout)
+        private
+        returns (uint256 paid)
+    {
+        Duty storage duty = _duties[taskId][round][account];
+        (bool absent, bool unrevealed) = _lapses(_rounds[taskId][round], duty.done);
+        if (rewarded && !absent && !unrevealed) paid = _pay(taskId, round, account, duty, payout);
+        _slashDuties(taskId, round, account, duty, absent, unrevealed);
+        Edge storage edge = _edges[taskId][account];
+        if (edge.exiting && edge.active) _deactivate(taskId, account);
     }
 
     function _pay(uint256 taskId, uint16 round, address account, Duty storage duty, Payout memory payout)
@@ -353,20 +360,25 @@ contract EdgeTune is TaskRegistry {
         return duty.done & STEP_ATTEST_REVEALED != 0 && leader != 0 && _commitments[taskId][round][account] == leader;
     }
 
-    /// @dev Absence (an opened commit stage the edge skipped), non-reveal (a commitment it never
-    /// opened) and an update the stage-1 majority found invalid: each is slashed once per round.
-    function _slashDuties(uint256 taskId, uint16 round, address account, Duty storage duty) private {
+    /// @dev Absence (an opened commit stage the edge skipped) and non-reveal (a commitment it
+    /// never opened), from the edge's `done` steps.
+    function _lapses(Round storage rd, uint8 done) private view returns (bool absent, bool unrevealed) {
+        // Commit stages the round opened: updates always, scores once an update was revealed,
+        // attestations once the tally included something.
+        absent = done & STEP_UPDATE_COMMITTED == 0 || (done & STEP_SCORES_COMMITTED == 0 && rd.clock.reveals > 0)
+            || (done & STEP_ATTEST_COMMITTED == 0 && rd.clock.tallied && rd.clock.anyIncluded);
+        // Commit bits are 1, 4, 16 and each reveal bit sits one above its commit bit.
+        uint8 committed = done & 0x15;
+        unrevealed = committed & ~((done >> 1) & 0x15) != 0;
+    }
+
+    /// @dev Absence, non-reveal and an update the stage-1 majority found invalid: each is
+    /// slashed once per round.
+    function _slashDuties(uint256 taskId, uint16 round, address account, Duty storage duty, bool absent, bool unrevealed)
+        private
+    {
         Round storage rd = _rounds[taskId][round];
         TaskConfig storage c = _tasks[taskId].config;
-        uint8 done = duty.done;
-        bool absent = false;
-        bool unrevealed = false;
-        for (uint8 s = 0; s < 3; ++s) {
-            Phase stage = s == 0 ? Phase.UpdateCommit : (s == 1 ? Phase.ScoreCommit : Phase.AttestCommit);
-            uint8 bit = _commitBit(stage);
-            if (done & bit == 0) absent = absent || rd.clock.opened(stage);
-            else if (done & (bit << 1) == 0) unrevealed = true;
-        }
         if (absent) _slash(taskId, round, account, SlashReason.Absent, c.slashAbsent);
         if (unrevealed) _slash(taskId, round, account, SlashReason.NotRevealed, c.slashNonReveal);
         if (duty.revealIndex != 0 && rd.clock.tallied && rd.validMask & (uint256(1) << (duty.revealIndex - 1)) == 0) {

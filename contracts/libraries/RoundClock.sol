@@ -86,13 +86,6 @@ library RoundClock {
         return 0;
     }
 
-    /// @notice Whether the round ever opened the commit stage of `stage` (one of the three).
-    function opened(Clock storage clock, IEdgeTune.Phase stage) internal view returns (bool) {
-        if (stage == IEdgeTune.Phase.UpdateCommit) return true;
-        if (stage == IEdgeTune.Phase.ScoreCommit) return clock.reveals > 0;
-        return clock.tallied && clock.anyIncluded;
-    }
-
     function _reschedule(Clock storage clock, uint8 stage, uint64 stageEnd, uint32[7] memory len) private {
         uint64[7] memory ends;
         ends[stage] = stageEnd;

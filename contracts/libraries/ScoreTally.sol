@@ -24,9 +24,10 @@ library ScoreTally {
 
     /// @notice Tallies `ballots` over `reveals` updates; `stakes[k]` is `ballots[k].scorer`'s stake.
     /// @dev An update is included when valid, not a copy and its median is at least -harmTolerance.
-    /// Agreement of scorer k is max(0, 1 - Σ|s_kj - m_j| / Σ|m_j|) over valid non-copy updates j:
-    /// 1 for scores equal to the medians, 0 for all-zero scores (a validator that evaluated
-    /// nothing), and 0 for every scorer when all medians are 0 (nothing to agree on).
+    /// Agreement of scorer k is max(0, 1 - Σ|s_kj - m_j| / Σ|m_j - μ|) over valid non-copy
+    /// updates j, where μ is the (lower) median of those medians: 1 for scores equal to the
+    /// medians, 0 for any constant scores (all zeros included: a validator that evaluated
+    /// nothing), and 0 for every scorer when the medians are all equal (nothing to tell apart).
     /// Gas: the work is (ballots x reveals), 64 x 64 at MAX_EDGES, so the inner loops ({_column},
     /// {_agreements}, {WeightedMedian.lowerMedian}) run in assembly and read each score straight
     /// from its ballot in calldata; masks and stakes are read into memory once (16.5M gas at 64
@@ -118,12 +119,22 @@ library ScoreTally {
         // The counted updates as (byte offset in a ballot's scores, median) pairs, packed into
         // one word each, so the inner loop below does no mask test.
         uint256[] memory targets = new uint256[](medians.length);
+        uint256[] memory centre = new uint256[](medians.length);
         uint256 count = 0;
-        uint256 spread = 0;
         for (uint256 j = 0; j < medians.length; ++j) {
             if (counted & (uint256(1) << j) == 0) continue;
-            spread += _abs(int256(medians[j]));
+            centre[count] = WeightedMedian.pack(medians[j], 1);
             targets[count++] = (4 * j) << 64 | uint256(uint32(medians[j]));
+        }
+        assembly ("memory-safe") {
+            mstore(centre, count) // shrink to the counted medians; the memory past it is unused
+        }
+        // The spread is measured around the medians' own median, the constant closest to them
+        // in L1: a scorer reporting any constant (zeros included) is at least that far away.
+        int256 mu = WeightedMedian.lowerMedian(centre);
+        uint256 spread = 0;
+        for (uint256 j = 0; j < medians.length; ++j) {
+            if (counted & (uint256(1) << j) != 0) spread += _abs(int256(medians[j]) - mu);
         }
         if (spread == 0) return agreements;
         uint256[] memory scoresAt = c.scoresAt;

@@ -219,7 +219,8 @@ def expected_tally(
         if valid & bit and not copies & bit and medians[j] >= -tau:
             included |= bit
     counted = [j for j in range(reveals) if (valid & ~copies) >> j & 1]
-    spread = sum(abs(medians[j]) for j in counted)
+    centre = sorted(medians[j] for j in counted)[(len(counted) - 1) // 2] if counted else 0
+    spread = sum(abs(medians[j] - centre) for j in counted)
     agreements = []
     for b in ballots:
         distance = sum(abs(b.scores[j] - medians[j]) for j in counted)

@@ -306,7 +306,8 @@ def test_accepted_round_pays_trainers_by_median_and_validators_by_agreement(harn
     event = tallied(owner, harness.tally(task_id, 1))
     want = expected_tally(stakes, ballots, 3)
     assert want.medians == (200_000, 100_000, -70_000)  # the reference, checked by hand
-    assert want.agreements == (0, (370_000 - 250_005) * MILLION // 370_000, MILLION)
+    # spread around the medians' median (100_000): 100_000 + 0 + 170_000
+    assert want.agreements == (0, (270_000 - 250_005) * MILLION // 270_000, MILLION)
     assert (event.scoreStake, event.validMask, event.copyMask, event.includedMask) == (
         6 * ETHER, 0b111, 0, 0b011,
     )  # fmt: skip
@@ -488,7 +489,7 @@ def test_slashing_below_min_stake_deactivates_the_edge(harness, owner):
 def test_last_round_finishes_the_task_and_the_rest_is_refundable(harness, owner, w3):
     edges = harness.edges(2)
     task_id = harness.started_task(edges, pool=10 * ETHER + 1)
-    harness.full_round(task_id, 1, edges, [MILLION, MILLION])
+    harness.full_round(task_id, 1, edges, [MILLION, 3 * MILLION])  # pays 1 + 3 and 0.5 + 0.5
     with expect_revert("EdgeTuneWrongPhase", required=Phase.FINISHED):
         owner.refund_pool(task_id)
     receipt = harness.full_round(task_id, 2, edges, [0, 0])  # no contribution, no agreement

@@ -55,7 +55,10 @@ function expectedTally(ballots, stakes, updates, tau) {
   medians.forEach((m, j) => {
     if (m >= -tau) included |= 1n << BigInt(j);
   });
-  const spread = medians.reduce((sum, m) => sum + abs(m), 0n);
+  // Spread around the medians' own lower median: any constant scorer is at least that far.
+  const sorted = [...medians].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const centre = sorted[Math.floor((sorted.length - 1) / 2)];
+  const spread = medians.reduce((sum, m) => sum + abs(m - centre), 0n);
   const agreements = ballots.map((b) => {
     const distance = b.scores.reduce((sum, s, j) => sum + abs(s - medians[j]), 0n);
     return distance < spread ? ((spread - distance) * MILLION) / spread : 0n;

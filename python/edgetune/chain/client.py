@@ -143,7 +143,9 @@ class EdgeTuneClient:
         return [ScoreBallot.unpack(e.edge, e.validMask, e.copyMask, bytes(e.scores)) for e in logs]
 
     def medians(self, task_id: int, round_: int) -> list[int]:
-        return list(self._call(self.contract.functions.medians(task_id, round_)))
+        """The round's median score per update once tallied (from RoundTallied), else []."""
+        tallied = self.round_events(task_id, round_, "RoundTallied")
+        return list(tallied[0].medians) if tallied else []
 
     def edges_of(self, task_id: int) -> list[str]:
         return list(self._call(self.contract.functions.edgesOf(task_id)))
