@@ -31,10 +31,10 @@ from edgetune.chain.types import BPS, ScoreBallot
 from edgetune.learning import ensure_tiny_model, evaluate, load_jsonl
 from edgetune.storage import open_store
 
+from ..contracts.rounds import expected_tally as reference_tally
 from ..contracts.rounds import one_run_gas_estimates
 
 ETHER = 10**18
-AGREEMENT_SCALE = 1_000_000
 
 
 def run_federation(
@@ -177,17 +177,6 @@ class RoundEvents:
 # ---------------------------------------------------------------------- the rules, restated
 
 
-def lower_median(pairs: Sequence[tuple[int, int]]) -> int:
-    """Stake-weighted lower median: the least score whose cumulative stake reaches half."""
-    total = sum(stake for _, stake in pairs)
-    running = 0
-    for score, stake in sorted(pairs):
-        running += stake
-        if 2 * running >= total:
-            return score
-    return 0
-
-
 @dataclass(frozen=True)
 class Tally:
     valid: int
@@ -200,34 +189,10 @@ class Tally:
 def expected_tally(
     ballots: Sequence[ScoreBallot], stakes: dict[str, int], reveals: int, tau: int
 ) -> Tally:
-    """Stage 1: validity and copy by stake majority, the lower median of every scorer's score
-    (the author's included), included = valid, not a copy, median >= -tau; agreement of each
-    scorer = max(0, 1 - sum|s - m| / sum|m|) over the valid non-copy updates."""
-    weight = [stakes[b.scorer] for b in ballots]
-    total = sum(weight)
-    valid = copies = included = 0
-    medians = []
-    for j in range(reveals):
-        bit = 1 << j
-        if 2 * sum(w for w, b in zip(weight, ballots, strict=True) if b.valid_mask & bit) > total:
-            valid |= bit
-        if 2 * sum(w for w, b in zip(weight, ballots, strict=True) if b.copy_mask & bit) > total:
-            copies |= bit
-        medians.append(
-            lower_median([(b.scores[j], w) for w, b in zip(weight, ballots, strict=True)])
-        )
-        if valid & bit and not copies & bit and medians[j] >= -tau:
-            included |= bit
-    counted = [j for j in range(reveals) if (valid & ~copies) >> j & 1]
-    centre = sorted(medians[j] for j in counted)[(len(counted) - 1) // 2] if counted else 0
-    spread = sum(abs(medians[j] - centre) for j in counted)
-    agreements = []
-    for b in ballots:
-        distance = sum(abs(b.scores[j] - medians[j]) for j in counted)
-        agreements.append(
-            (spread - distance) * AGREEMENT_SCALE // spread if distance < spread else 0
-        )
-    return Tally(valid, copies, included, medians, agreements)
+    """Stage 1 by the contract tests' restatement of the rules (tests/contracts/rounds.py), with
+    each ballot's stake looked up by scorer."""
+    t = reference_tally([stakes[b.scorer] for b in ballots], ballots, reveals, tau)
+    return Tally(t.valid, t.copies, t.included, list(t.medians), list(t.agreements))
 
 
 def expected_rewards(
