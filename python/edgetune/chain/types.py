@@ -33,9 +33,6 @@ class Phase(IntEnum):
     CANCELLED = 11
 
 
-COMMIT_PHASES = (Phase.UPDATE_COMMIT, Phase.SCORE_COMMIT, Phase.ATTEST_COMMIT)
-
-
 class Step(IntFlag):
     """Bits of `Status.done`: what an edge has done in the current round (EdgeTune.STEP_*)."""
 
