@@ -5,9 +5,10 @@ scores it reports, whether it evaluates before attesting)."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # torch loads only when a role acts, so the CLI can list roles cheaply
+    import torch
 
 # free-rider: resubmits the global adapter (a zero change).
 # poisoner: a well-formed but destructive update (large seeded noise).
@@ -20,7 +21,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = ("honest", "free-rider", "poisoner", "lazy",
 _POISON_SCALE = 10.0
 _COPY_NOISE = 1e-3  # relative; far inside the near-copy threshold (see docs/contribution.md)
 
-Tensors = dict[str, torch.Tensor]
+Tensors = dict[str, "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class Role:
     def replaces_training(self) -> bool:
         return self.behaviour in ("free-rider", "poisoner")
 
-    def fake_update(self, global_trained: Mapping[str, torch.Tensor], round_: int) -> Tensors:
+    def fake_update(self, global_trained: Mapping[str, "torch.Tensor"], round_: int) -> Tensors:
         """The free rider's or poisoner's update, from the global adapter's trained tensors."""
+        import torch
+
         if self.behaviour == "free-rider":
             return {k: v.clone() for k, v in global_trained.items()}
         noise = torch.Generator().manual_seed(self.seed + round_)
@@ -47,11 +50,13 @@ class Role:
             for k, v in global_trained.items()
         }
 
-    def perturb(self, trained: Mapping[str, torch.Tensor], round_: int) -> Tensors:
+    def perturb(self, trained: Mapping[str, "torch.Tensor"], round_: int) -> Tensors:
         """The copier's change to the update it copied (identity for everyone else): byte
         copies are refused by the contract, so a copier submits a near-copy."""
         if self.behaviour != "copier":
             return dict(trained)
+        import torch
+
         noise = torch.Generator().manual_seed(self.seed + round_)
         return {
             k: v + _COPY_NOISE * v.abs().mean() * torch.randn(v.shape, generator=noise)
