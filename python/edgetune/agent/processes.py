@@ -6,12 +6,11 @@ block a second so block-number deadlines pass even on an auto-mining dev chain w
 otherwise come only with transactions (a round must still close when an edge has died).
 """
 
-import json
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Group
@@ -29,7 +28,7 @@ from edgetune.agent.federation import (
 from edgetune.agent.publish import PublishedTask, publish_task
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain
-from edgetune.chain.deploy import deploy, save_deployment
+from edgetune.chain.deploy import RunRecord, deploy, save_deployment
 from edgetune.chain.history import TaskHistory, load_history
 from edgetune.chain.types import Phase
 from edgetune.errors import EdgetuneError
@@ -44,31 +43,10 @@ from edgetune.learning import (
 from edgetune.storage import ContentStore, fetch_verified, open_store
 
 ETHER = 10**18
-RUN_RECORD = Path(".edgetune/federation/last-run.json")
 
 
 class FederationFailed(EdgetuneError):
     """An agent process exited with an error, or the task did not finish in time."""
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """Where a finished federation lives, so `edgetune rewards` can find it later."""
-
-    rpc_url: str
-    contract: str
-    task_id: int
-    from_block: int
-
-    def save(self, path: Path = RUN_RECORD) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: Path = RUN_RECORD) -> "RunRecord":
-        if not path.is_file():
-            raise EdgetuneError(f"no federation run recorded at {path}; pass --task and --contract")
-        return cls(**json.loads(path.read_text()))
 
 
 @dataclass

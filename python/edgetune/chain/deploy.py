@@ -18,6 +18,7 @@ from edgetune.chain.errors import ChainError
 from edgetune.chain.project import find_project_root
 
 CONTRACT_NAME = "EdgeTune"
+RUN_RECORD = Path(".edgetune/federation/last-run.json")
 
 
 class DeploymentNotFound(ChainError):
@@ -81,3 +82,25 @@ def load_client(chain: Chain, sender: LocalAccount, root: Path | None = None) ->
     if not chain.w3.eth.get_code(deployment.address):
         raise DeploymentNotFound(f"no contract at {deployment.address} on chain {chain_id}")
     return EdgeTuneClient(chain, deployment.address, artifact.abi, sender)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Where a finished federation lives, so `edgetune rewards` can find it later."""
+
+    rpc_url: str
+    contract: str
+    task_id: int
+    from_block: int
+
+    def save(self, path: Path = RUN_RECORD) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path = RUN_RECORD) -> "RunRecord":
+        if not path.is_file():
+            raise DeploymentNotFound(
+                f"no federation run recorded at {path}; pass --task and --contract"
+            )
+        return cls(**json.loads(path.read_text()))

@@ -100,7 +100,7 @@ def rewards_command(
     plot: Annotated[Path | None, typer.Option(help="Also write a PNG figure here.")] = None,
 ) -> None:
     """Who earned what, rebuilt from on-chain state and events only."""
-    from edgetune.agent.processes import RunRecord
+    from edgetune.chain.deploy import RunRecord
     from edgetune.chain.history import load_history
     from edgetune.views import edges_table, history_json, plot_rewards, rounds_table
 
