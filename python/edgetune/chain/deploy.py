@@ -1,28 +1,38 @@
-"""Deploying EdgeTune and remembering where it lives.
+"""Deploying EdgeTune and finding it again.
 
 `deployments/<chainId>.json` records the address, the deployment block and a hash of the ABI, so a
-later command finds the contract and refuses one whose ABI no longer matches the sources.
+later command finds the contract and refuses one whose ABI no longer matches the sources. A
+federation also leaves a `RunRecord` (its node's URL, contract and task), so `edgetune rewards`
+and `withdraw` follow the last run without repeating its port. Every way of naming a contract
+ends in `open_contract`, which refuses a malformed address, an address without code or a
+contract that does not answer EdgeTune's ABI before anything is sent.
 """
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from eth_account.signers.local import LocalAccount
+from eth_utils import is_address
+from web3.exceptions import Web3Exception
 
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.compiler import ContractArtifact, load_artifact
 from edgetune.chain.connect import Chain, send
-from edgetune.chain.errors import ChainError
-from edgetune.chain.project import find_project_root
+from edgetune.chain.errors import (
+    DeploymentNotFound,
+    InvalidAddress,
+    NoContractCode,
+    NotEdgeTune,
+    RecordUnreadable,
+    TransactionReverted,
+)
+from edgetune.chain.project import find_project_root, state_dir
 
 CONTRACT_NAME = "EdgeTune"
-RUN_RECORD = Path(".edgetune/federation/last-run.json")
-
-
-class DeploymentNotFound(ChainError):
-    """No usable EdgeTune deployment is recorded for this chain."""
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -62,45 +72,134 @@ def deployments_dir(root: Path | None = None) -> Path:
 
 def save_deployment(deployment: Deployment, root: Path | None = None) -> Path:
     path = deployments_dir(root) / f"{deployment.chain_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(deployment), indent=2) + "\n")
+    _write_json(path, asdict(deployment))
     return path
 
 
-def load_client(chain: Chain, sender: LocalAccount, root: Path | None = None) -> EdgeTuneClient:
-    """A client for the contract recorded for this chain, after checking it is really there."""
-    chain_id = chain.chain_id
+def read_deployment(chain_id: int, root: Path | None = None) -> Deployment | None:
+    """The deployment recorded for `chain_id`, None when there is none."""
     path = deployments_dir(root) / f"{chain_id}.json"
-    if not path.is_file():
+    fields = _read_json(path)
+    return None if fields is None else _record(Deployment, fields, path)
+
+
+def open_contract(
+    chain: Chain, address: str, sender: LocalAccount, root: Path | None = None
+) -> EdgeTuneClient:
+    """A client for the EdgeTune at `address`, once it is known to be one (no transaction)."""
+    if not (address.startswith("0x") and is_address(address)):
+        raise InvalidAddress(f"--contract {address!r} is not an address (0x and 40 hex digits)")
+    where = f"chain {chain.chain_id} ({chain.url})"
+    if not _has_code(chain, address):
+        raise NoContractCode(f"no contract at {address} on {where}")
+    client = EdgeTuneClient(chain, address, load_artifact(CONTRACT_NAME, root).abi, sender)
+    try:
+        client.task_count()
+    except (TransactionReverted, Web3Exception) as exc:
+        raise NotEdgeTune(f"the contract at {address} on {where} is not EdgeTune ({exc})") from None
+    return client
+
+
+def load_client(chain: Chain, sender: LocalAccount, root: Path | None = None) -> EdgeTuneClient:
+    """A client for the contract recorded in deployments/ for this chain, after checking it."""
+    deployment = read_deployment(chain.chain_id, root)
+    path = deployments_dir(root) / f"{chain.chain_id}.json"
+    if deployment is None:
         raise DeploymentNotFound(
-            f"no deployment for chain {chain_id} ({path}); run edgetune deploy"
+            f"no deployment for chain {chain.chain_id} ({path}); run edgetune deploy"
         )
-    deployment = Deployment(**json.loads(path.read_text()))
-    artifact = load_artifact(CONTRACT_NAME, root)
-    if deployment.abi_hash != abi_hash(artifact.abi):
+    if deployment.abi_hash != abi_hash(load_artifact(CONTRACT_NAME, root).abi):
         raise DeploymentNotFound(f"{path} was deployed from other sources; redeploy")
-    if not chain.w3.eth.get_code(deployment.address):
-        raise DeploymentNotFound(f"no contract at {deployment.address} on chain {chain_id}")
-    return EdgeTuneClient(chain, deployment.address, artifact.abi, sender)
+    return open_contract(chain, deployment.address, sender, root)
+
+
+def find_client(
+    chain: Chain, sender: LocalAccount, contract: str | None = None, root: Path | None = None
+) -> EdgeTuneClient:
+    """The contract a command means: `contract` if given; else the newest of the last run's
+    (when it ran on this chain's URL) and the one in deployments/, among those still there.
+
+    Both candidates have code on this chain, so their deployment blocks compare: a `deploy`
+    after a federation wins, and a federation on another port (same chain id, so the same
+    deployments/ file) is still found by its URL."""
+    if contract is not None:
+        return open_contract(chain, contract, sender, root)
+    run = RunRecord.find(root)
+    if run is not None and run.rpc_url == chain.url and _has_code(chain, run.contract):
+        deployment = read_deployment(chain.chain_id, root)
+        if not (
+            deployment is not None
+            and deployment.block > run.from_block
+            and _has_code(chain, deployment.address)
+        ):
+            return open_contract(chain, run.contract, sender, root)
+    return load_client(chain, sender, root)
+
+
+def _has_code(chain: Chain, address: str) -> bool:
+    if not is_address(address):
+        return False
+    return bool(chain.w3.eth.get_code(chain.w3.to_checksum_address(address)))
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """Where a finished federation lives, so `edgetune rewards` can find it later."""
+    """Where a federation lives (its node, contract, task), so later commands can find it."""
 
     rpc_url: str
     contract: str
     task_id: int
     from_block: int
 
-    def save(self, path: Path = RUN_RECORD) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+    @staticmethod
+    def path(root: Path | None = None) -> Path:
+        return state_dir(root or find_project_root()) / "federation" / "last-run.json"
+
+    def save(self, path: Path | None = None) -> None:
+        _write_json(path or self.path(), asdict(self))
 
     @classmethod
-    def load(cls, path: Path = RUN_RECORD) -> "RunRecord":
-        if not path.is_file():
-            raise DeploymentNotFound(
-                f"no federation run recorded at {path}; pass --task and --contract"
-            )
-        return cls(**json.loads(path.read_text()))
+    def find(cls, root: Path | None = None) -> "RunRecord | None":
+        """The last run, None when none was recorded."""
+        path = cls.path(root)
+        fields = _read_json(path)
+        return None if fields is None else _record(cls, fields, path)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "RunRecord":
+        path = path or cls.path()
+        fields = _read_json(path)
+        if fields is None:
+            raise DeploymentNotFound(f"no federation run recorded at {path}; pass --task")
+        return _record(cls, fields, path)
+
+
+def _write_json(path: Path, fields: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(fields, indent=2) + "\n")
+    except OSError as exc:
+        raise RecordUnreadable(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RecordUnreadable(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        fields = json.loads(text)
+    except ValueError as exc:
+        raise RecordUnreadable(f"{path} is not JSON ({exc}); delete it") from None
+    if not isinstance(fields, dict):
+        raise RecordUnreadable(f"{path} is not a JSON object; delete it")
+    return fields
+
+
+def _record(kind: type[_R], fields: dict[str, Any], path: Path) -> _R:
+    try:
+        return kind(**fields)
+    except TypeError:
+        raise RecordUnreadable(f"{path} does not hold a {kind.__name__}; delete it") from None

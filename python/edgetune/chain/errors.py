@@ -46,3 +46,23 @@ class TransactionReverted(ChainError):
         )
         super().__init__(f"{where} reverted: {error}{shown}")
         self.tx_hash, self.error, self.data, self.values = tx_hash, error, data, values or {}
+
+
+class DeploymentNotFound(ChainError):
+    """No usable EdgeTune deployment (deployments/ file, last run, --contract) for this chain."""
+
+
+class InvalidAddress(ChainError):
+    """A contract address that is not 20 bytes of hex (or fails its checksum)."""
+
+
+class NoContractCode(ChainError):
+    """The address holds no contract on the connected chain (wrong chain, or a reset one)."""
+
+
+class NotEdgeTune(ChainError):
+    """The address holds a contract that does not answer EdgeTune's ABI."""
+
+
+class RecordUnreadable(ChainError):
+    """A deployment or run record file that cannot be read, parsed or written."""
