@@ -1,5 +1,7 @@
-"""One `EdgeAgent.step` around a failed transaction: which failures are races to retry."""
+"""One `EdgeAgent.step` around a failed transaction: which failures are races to go on from,
+which to retry, and which stop the agent."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -7,16 +9,36 @@ import pytest
 from edgetune.agent.edge import EdgeAgent
 from edgetune.chain.errors import TransactionReverted
 from edgetune.chain.reverts import ContractRevert
-from edgetune.chain.types import Phase
+from edgetune.chain.types import Phase, Status, Step
+
+BEFORE = Status(
+    phase=Phase.SCORE_COMMIT,
+    round=2,
+    phase_end=90,
+    active_edges=3,
+    reveals=3,
+    score_reveals=0,
+    included_mask=0,
+    global_hash=bytes(32),
+    global_cid="bafkglobal",
+    registered=True,
+    active=True,
+    stake=10**18,
+    done=Step.UPDATE_COMMITTED | Step.UPDATE_REVEALED,
+    owed=0,
+)
 
 
-def stepping_into(error: Exception) -> tuple[EdgeAgent, list[str]]:
-    """An agent whose next action raises `error` (no chain, no model)."""
+def stepping_into(error: Exception, *after: Status) -> tuple[EdgeAgent, list[str]]:
+    """An agent whose next action raises `error` (no chain, no model); the chain reads BEFORE
+    first, then each of `after` (the last one for good)."""
     logs: list[str] = []
     agent = object.__new__(EdgeAgent)
-    agent.task_id, agent.log = 1, logs.append
-    status = SimpleNamespace(phase=Phase.SCORE_COMMIT, round=2)
-    agent.client = SimpleNamespace(status=lambda task_id: status)
+    agent.task_id, agent.log, agent._failed, agent._waiting = 1, logs.append, None, None
+    reads = [BEFORE, *after]
+    agent.client = SimpleNamespace(
+        status=lambda task_id: reads.pop(0) if len(reads) > 1 else reads[0]
+    )
 
     def action(_status):
         raise error
@@ -25,26 +47,73 @@ def stepping_into(error: Exception) -> tuple[EdgeAgent, list[str]]:
     return agent, logs
 
 
-def revert(tx_hash: str | None, error: str, data: bytes) -> ContractRevert:
+def revert(tx_hash: str | None, error: str, data: bytes = b"") -> ContractRevert:
     return ContractRevert.of(TransactionReverted(tx_hash, error, data))
 
 
-def test_a_mined_transaction_that_ran_out_of_gas_after_a_race_is_retried():
+def test_a_mined_transaction_that_ran_out_of_gas_after_a_race_is_retried_once():
     # What anvil showed with three agent processes: an edge's score commit, estimated while
     # another edge had not committed yet, became the stage's closing commit and ran out of gas.
-    agent, logs = stepping_into(revert("0xabc", "revert without data", b""))
+    agent, logs = stepping_into(revert("0xabc", "revert without data"))
     assert agent.step() == (True, True)
     assert "retrying" in logs[-1]
+    # The same failure again on a chain that still has not moved is no race: it would repeat.
+    with pytest.raises(ContractRevert):
+        agent.step()
+
+
+@pytest.mark.parametrize(
+    ("error", "after"),
+    [
+        # Another edge tallied first: the phase moved on under our own tally.
+        (
+            revert(None, "EdgeTuneBallotCount", bytes.fromhex("deadbeef")),
+            replace(BEFORE, phase=Phase.ATTEST_COMMIT),
+        ),
+        # Our own earlier commit (its receipt timed out) landed after all.
+        (
+            revert(None, "EdgeTuneAlreadyCommitted", bytes.fromhex("deadbeef")),
+            replace(BEFORE, done=BEFORE.done | Step.SCORES_COMMITTED),
+        ),
+        # Someone finalized the round first.
+        (
+            revert("0xabc", "EdgeTuneNotActiveEdge", bytes.fromhex("deadbeef")),
+            replace(BEFORE, round=3),
+        ),
+    ],
+)
+def test_any_revert_on_a_chain_that_moved_is_another_transaction_being_first(error, after):
+    agent, logs = stepping_into(error, after)
+    assert agent.step() == (True, True)
+    assert "another transaction was first" in logs[-1]
+
+
+def test_a_phase_race_on_an_unchanged_status_waits_for_the_next_block():
+    # Estimated on the phase's last block, the transaction would land after it: the status read
+    # on that block still shows the phase, so nothing looks moved yet. Not fatal: poll again.
+    agent, logs = stepping_into(revert(None, "EdgeTuneWrongPhase", bytes.fromhex("deadbeef")))
+    assert agent.step() == (False, True)
+    assert "another transaction was first" in logs[-1]
 
 
 @pytest.mark.parametrize(
     "error",
     [
-        revert(None, "revert without data", b""),  # refused at estimation: not a gas race
+        revert(None, "revert without data"),  # refused at estimation: not a gas race
         revert("0xabc", "EdgeTuneCommitmentMismatch", bytes.fromhex("deadbeef")),
+        revert(None, "EdgeTuneAlreadyCommitted", bytes.fromhex("deadbeef")),
     ],
 )
-def test_other_failed_transactions_still_stop_the_agent(error):
+def test_a_revert_on_an_unchanged_status_stops_the_agent(error):
     agent, _ = stepping_into(error)
+    with pytest.raises(ContractRevert):
+        agent.step()
+
+
+def test_a_change_that_is_not_our_progress_is_no_excuse():
+    # Another edge's reveal landed meanwhile (counts changed), but nothing the revert could be
+    # about moved: a commitment that does not open is still our bug.
+    error = revert("0xabc", "EdgeTuneCommitmentMismatch", bytes.fromhex("deadbeef"))
+    agent, _ = stepping_into(error, replace(BEFORE, score_reveals=1, reveals=3))
     with pytest.raises(ContractRevert):
         agent.step()

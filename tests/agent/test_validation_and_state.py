@@ -1,5 +1,8 @@
 """The agent's crash-safe state file (the validator's stages are tested in test_validation.py)."""
 
+import errno
+import os
+
 import pytest
 
 from edgetune.agent.state import (
@@ -61,3 +64,44 @@ def test_another_tasks_or_deployments_state_file_is_refused(tmp_path):
     path.write_text("{not json")
     with pytest.raises(StateFileError, match="cannot read agent state"):
         AgentState(path, contract="0xc0", task_id=7, edge="0xabc")
+
+
+def disk_full_for(monkeypatch: pytest.MonkeyPatch, suffix: str = ".tmp") -> None:
+    """Every os.write to a file whose name ends in `suffix` fails as on a full disk."""
+    real_write = os.write
+
+    def write(fd: int, data) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(suffix):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_last_good_state_and_no_temporary_file(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "agent-state.json"
+    state = AgentState(path, contract="0xc0", task_id=7, edge="0xabc")
+    state.save(1, CommittedUpdate("aa" * 32, "bafk", "bb" * 32))
+    disk_full_for(monkeypatch)
+    with pytest.raises(StateFileError) as failed:
+        state.save(2, CommittedUpdate("11" * 32, "bafk2", "22" * 32))
+    assert str(failed.value) == f"cannot write agent state {path}: No space left on device"
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    with pytest.raises(StateFileError, match="No space left on device"):
+        state.save_blob(2, b"update bytes")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent-state.json"]
+    monkeypatch.undo()
+    reopened = AgentState(path, contract="0xc0", task_id=7, edge="0xabc")
+    assert reopened.get(1, "update").cid == "bafk" and reopened.get(2, "update") is None
+
+
+def test_an_unwritable_folder_is_a_state_file_error_too(tmp_path, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(os, "open", refuse)
+    state = AgentState(tmp_path / "agent-state.json", contract="0xc0", task_id=7, edge="0xabc")
+    with pytest.raises(StateFileError, match="Permission denied"):
+        state.save(1, CommittedUpdate("aa" * 32, "bafk", "bb" * 32))

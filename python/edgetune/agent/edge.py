@@ -5,6 +5,12 @@ the one thing still missing: register; commit and reveal its update; score every
 and commit and reveal the scores (stage 1); tally; attest the aggregate of the on-chain included
 set (stage 2); finalize. Steps are idempotent: a step that finds its work done on chain does
 nothing, and a restarted agent picks up from the state file whatever it had committed to.
+
+Faults that pass are waited out, never fatal and never judged against anyone: `run` polls
+through an RPC outage (up to `AgentSettings.outage_limit_s`), a step that cannot reach the
+content store tries again at the next poll (an update that stays unreachable is judged
+unavailable only a few blocks before the scoring deadline), and a revert after which the chain
+shows the work done or the phase moved means another transaction was first.
 """
 
 import hashlib
@@ -16,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from edgetune.agent.content import ContentPending, EdgeContent
 from edgetune.agent.learner import Learner
 from edgetune.agent.roles import Role
 from edgetune.agent.state import (
@@ -27,18 +34,13 @@ from edgetune.agent.state import (
 )
 from edgetune.agent.validation import Scorecard, attest_round, score_round
 from edgetune.chain.client import EdgeTuneClient
+from edgetune.chain.errors import ChainUnavailable
 from edgetune.chain.reverts import RACES, ContractRevert
-from edgetune.chain.types import SCORE_SCALE, Phase, Status, Step, commitment
+from edgetune.chain.types import SCORE_SCALE, Phase, RevealedUpdate, Status, Step, commitment
 from edgetune.contribution import ShapleyConfig
-from edgetune.learning import adapter_from_bytes, adapter_to_bytes
-from edgetune.storage import (
-    ContentNotFound,
-    ContentStore,
-    StorageUnavailable,
-    content_cid,
-    fetch_verified,
-    same_cid,
-)
+from edgetune.errors import EdgetuneError
+from edgetune.learning import adapter_to_bytes
+from edgetune.storage import ContentStore, content_cid, same_cid
 from edgetune.storage.errors import StorageError
 
 Tensors = dict[str, torch.Tensor]
@@ -59,6 +61,10 @@ class UpdatePublishFailed(StorageError):
     """The store named the update's bytes by another CID than the one committed to."""
 
 
+class ChainOutageTooLong(EdgetuneError):
+    """No chain answered for longer than `AgentSettings.outage_limit_s`."""
+
+
 @dataclass
 class AgentSettings:
     stake: int
@@ -66,9 +72,13 @@ class AgentSettings:
     role: Role = field(default_factory=Role)
     poll_min_s: float = 0.05
     poll_max_s: float = 2.0
-    # A missing block may be a brief content outage: retry before calling an update invalid.
-    fetch_retries: int = 3
-    fetch_backoff_s: float = 0.5
+    # How long the chain may be unreachable before the agent gives up: a node restart, a
+    # reboot or a network repair all fit in ten minutes. Polled meanwhile at most this often.
+    outage_limit_s: float = 600.0
+    outage_poll_max_s: float = 5.0
+    # An update the store cannot deliver is judged unavailable only once the scoring phase has
+    # this few blocks left (time enough to score and commit); until then it may be an outage.
+    content_margin_blocks: int = 3
 
 
 @dataclass
@@ -97,6 +107,9 @@ class EdgeAgent:
         self.harm_tolerance = client.task_config(task_id).harm_tolerance / SCORE_SCALE
         self.timings: dict[int, RoundTimings] = {}
         self.scorecards: dict[int, Scorecard] = {}
+        self.content = EdgeContent(store, learner, self._spending)
+        self._failed: tuple[Status, str] | None = None  # the last revert retried, and where
+        self._waiting: tuple[int, Phase] | None = None  # the stage waiting for content
 
     @property
     def address(self) -> str:
@@ -109,15 +122,38 @@ class EdgeAgent:
     # ------------------------------------------------------------------ the loop
 
     def run(self, stop_when: Callable[[], bool] = lambda: False) -> None:
-        """Step until the task is over, polling with backoff while there is nothing to do."""
+        """Step until the task is over, polling with backoff while there is nothing to do or
+        no chain answers; raises ChainOutageTooLong once the chain stays away too long."""
         wait = self.settings.poll_min_s
+        down_since: float | None = None
         while not stop_when():
-            acted, running = self.step()
+            try:
+                acted, running = self.step()
+            except ChainUnavailable as outage:
+                now = time.monotonic()
+                if down_since is None:
+                    down_since = now
+                    self.log(f"chain unavailable, waiting up to {self._limit()}: {outage}")
+                elif now - down_since > self.settings.outage_limit_s:
+                    raise ChainOutageTooLong(
+                        f"no chain for {now - down_since:.0f} s (limit {self._limit()}): {outage}"
+                    ) from None
+                wait = min(wait * 2, self.settings.outage_poll_max_s)
+                time.sleep(wait)
+                continue
+            if down_since is not None:
+                self.log(f"chain is back after {time.monotonic() - down_since:.1f} s")
+                down_since = None
+                # A node restarted from a saved state may have lost the last transactions.
+                self.client.chain.forget_nonces()
             if not running:
                 return
             wait = self.settings.poll_min_s if acted else min(wait * 2, self.settings.poll_max_s)
             if not acted:
                 time.sleep(wait)
+
+    def _limit(self) -> str:
+        return f"{self.settings.outage_limit_s:g} s (outage_limit_s)"
 
     def step(self) -> tuple[bool, bool]:
         """One look at the chain and at most one action: (acted, task still running)."""
@@ -129,17 +165,39 @@ class EdgeAgent:
             return False, True
         try:
             action(status)
-        except RACES as race:
-            self.log(f"round {status.round}: {race} (another transaction was first)")
+        except ContentPending as pending:
+            if self._waiting != (status.round, status.phase):  # one line per stage, not per poll
+                self._waiting = (status.round, status.phase)
+                self.log(f"round {status.round}: {pending}; trying again at every poll")
+            return False, True
         except ContractRevert as failed:
-            if failed.tx_hash is None or failed.data:
-                raise
+            return self._after_revert(status, failed), True
+        self._waiting = None
+        return True, True
+
+    def _after_revert(self, before: Status, failed: ContractRevert) -> bool:
+        """Whether a reverted action was a race (go on; True if something moved) or our own
+        fault, which raises: only a revert on a chain that has not moved would repeat."""
+        after = self.client.status(self.task_id)
+        if _progress(after) != _progress(before):
+            # Someone tallied, finalized or closed the stage first, or our own earlier
+            # transaction (its receipt lost) landed: the chain has moved on past the action.
+            self.log(f"round {before.round}: {failed} (another transaction was first)")
+            return True
+        if isinstance(failed, RACES):
+            # Sent on the phase's last block, it landed after the deadline, which no status
+            # read on that block shows yet: look again on the next block.
+            self.log(f"round {before.round}: {failed} (another transaction was first)")
+            return False
+        if failed.tx_hash is not None and not failed.data and self._failed != (after, failed.error):
             # Mined, failed, and its replay on the block's state names no error: out of gas,
             # because another edge's transaction landed between our gas estimate and ours (the
-            # last commit of a stage also closes it, which costs more). Nothing changed on
-            # chain; look again and retry with a fresh estimate.
-            self.log(f"round {status.round}: {failed} (out of gas after a race); retrying")
-        return True, True
+            # last commit of a stage also closes it, which costs more). Retry once with a fresh
+            # estimate; the same failure on the same status again is no race.
+            self._failed = (after, failed.error)
+            self.log(f"round {before.round}: {failed} (out of gas after a race); retrying")
+            return True
+        raise failed
 
     def _next_action(self, status: Status) -> Callable[[Status], None] | None:
         phase = status.phase
@@ -259,8 +317,7 @@ class EdgeAgent:
         data = self.state.blob(round_)
         if data is None or hashlib.sha256(data).hexdigest() != record.update_hash:
             raise UpdatePublishFailed(f"round {round_}: the committed update's bytes were lost")
-        with self._spending("storage", round_):
-            cid = self.store.put(data)
+        cid = self.content.put(round_, data, "our update")
         if not same_cid(cid, record.cid):
             raise UpdatePublishFailed(f"store returned CID {cid}, committed to {record.cid}")
 
@@ -279,12 +336,13 @@ class EdgeAgent:
         if not self.role.evaluates:
             everything = (1 << len(revealed)) - 1
             return CommittedScores(everything, 0, [0] * len(revealed), secrets.token_hex(32))
+        self._wait_for_updates(status, revealed)
         shapley = replace(self.settings.shapley, seed=self.settings.shapley.seed + round_)
         with self._spending("shapley", round_):
             card = score_round(
                 global_adapter,
                 len(revealed),
-                lambda i: self._fetch_update(round_, revealed[i].cid, revealed[i].update_hash),
+                lambda i: self.content.update(round_, revealed[i]),
                 self.learner.metric,
                 shapley,
             )
@@ -302,15 +360,11 @@ class EdgeAgent:
             updates = card.updates
         else:  # restarted, lazy, or judged an included update invalid: fetch what is included
             revealed = self.client.revealed_updates(self.task_id, round_)
-            updates = {
-                i: self._fetch_update(round_, revealed[i].cid, revealed[i].update_hash)
-                for i in included
-            }
+            updates = {i: self.content.update(round_, revealed[i]) for i in included}
         metric = self.learner.metric if self.role.evaluates else (lambda _adapter: 0.0)
         with self._spending("shapley", round_):
             verdict = attest_round(global_adapter, updates, included, metric, self.harm_tolerance)
-        with self._spending("storage", round_):
-            cid = self.store.put(verdict.aggregate_bytes)
+        cid = self.content.put(round_, verdict.aggregate_bytes, "the aggregate")
         return CommittedAttestation(
             aggregate_hash=hashlib.sha256(verdict.aggregate_bytes).hexdigest(),
             aggregate_cid=cid,
@@ -321,27 +375,21 @@ class EdgeAgent:
     # ------------------------------------------------------------------ helpers
 
     def fetch_global(self, status: Status) -> Tensors:
-        """The current global adapter, its bytes checked against the on-chain hash first."""
-        with self._spending("storage", status.round):
-            data = fetch_verified(self.store, status.global_cid, status.global_hash)
-        return adapter_from_bytes(data, self.learner.shapes())
+        """The current global adapter, its bytes checked against the on-chain hash first;
+        ContentPending while the store cannot deliver it."""
+        return self.content.global_adapter(status)
 
-    def _fetch_update(self, round_: int, cid: str, update_hash: bytes) -> Tensors:
-        """A revealed update, hash-checked and parsed; a missing block or an unreachable store
-        is retried with backoff first, since it may be a brief outage, not a withheld update."""
-        delay = self.settings.fetch_backoff_s
-        for _ in range(self.settings.fetch_retries):
-            try:
-                return self._fetch_once(round_, cid, update_hash)
-            except (ContentNotFound, StorageUnavailable):
-                time.sleep(delay)
-                delay *= 2
-        return self._fetch_once(round_, cid, update_hash)
-
-    def _fetch_once(self, round_: int, cid: str, update_hash: bytes) -> Tensors:
-        with self._spending("storage", round_):
-            data = fetch_verified(self.store, cid, update_hash)
-        return adapter_from_bytes(data, self.learner.shapes(trained_only=True))
+    def _wait_for_updates(self, status: Status, revealed: list[RevealedUpdate]) -> None:
+        """Raises ContentPending while a revealed update cannot be fetched and the phase has
+        time left: a store outage must not get an honest trainer judged invalid."""
+        missing = self.content.unavailable(status.round, revealed)
+        if not missing:
+            return
+        blocks_left = status.phase_end - self.client.chain.block_number()
+        if blocks_left > self.settings.content_margin_blocks:
+            raise ContentPending(f"{missing[0][1]} ({blocks_left} blocks left to wait)")
+        for index, pending in missing:
+            self.log(f"round {status.round}: phase ending, update {index} unavailable: {pending}")
 
     @contextmanager
     def _spending(self, kind: str, round_: int) -> Iterator[None]:
@@ -351,3 +399,8 @@ class EdgeAgent:
         finally:
             timing = self.timings.setdefault(round_, RoundTimings())
             setattr(timing, kind, getattr(timing, kind) + time.perf_counter() - started)
+
+
+def _progress(status: Status) -> tuple:
+    """What a race changes: the phase and round, and this edge's own record."""
+    return (status.phase, status.round, status.registered, status.active, status.done)

@@ -3,9 +3,12 @@
 The chain is the source of truth for *what happened*; this file holds only the secrets needed to
 finish what was started (a reveal needs the salt). Each entry is written, flushed and atomically
 renamed into place *before* the transaction that depends on it is sent, so a crash at any point
-loses nothing: a restarted agent reads it back and resumes the round.
+loses nothing: a restarted agent reads it back and resumes the round. A write that fails (a full
+disk, say) raises StateFileError, so the transaction is never sent, and leaves no temporary
+file behind.
 """
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -16,7 +19,8 @@ from edgetune.errors import EdgetuneError
 
 
 class StateFileError(EdgetuneError):
-    """The agent's state file exists but cannot be read (corrupt, or another task's)."""
+    """The agent's state file cannot be read (corrupt, or another task's) or written (a full
+    disk, a read-only folder)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,10 @@ class AgentState:
 
     def blob(self, round_: int) -> bytes | None:
         path = self._blob_path(round_)
-        return path.read_bytes() if path.exists() else None
+        try:
+            return path.read_bytes() if path.exists() else None
+        except OSError as exc:
+            raise StateFileError(f"cannot read {path}: {_reason(exc)}") from None
 
     def _blob_path(self, round_: int) -> Path:
         return self.path.with_name(f"{self.path.stem}.round-{round_}.update")
@@ -100,7 +107,7 @@ class AgentState:
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
-            raise StateFileError(f"cannot read agent state {self.path}: {exc}") from None
+            raise StateFileError(f"cannot read agent state {self.path}: {_reason(exc)}") from None
         # Task ids restart at 1 in every deployment: another contract's salts must not be reused.
         owner = {key: data.get(key) for key in self._owner()}
         if owner != self._owner():
@@ -119,10 +126,25 @@ class AgentState:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write, fsync and rename into place, or raise StateFileError and leave nothing behind."""
     temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise StateFileError(f"cannot write agent state {path}: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError | ValueError) -> str:
+    """`No space left on device` rather than the errno and file name repeated."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
