@@ -154,7 +154,8 @@ class EdgeTuneClient:
         """Every `name` event of one round, in log order (block, then index in block)."""
         event = self.contract.events[name]()
         filters = {"taskId": task_id, "round": round_}
-        return [log.args for log in event.get_logs(from_block=0, argument_filters=filters)]
+        logs = self.chain.read(lambda: event.get_logs(from_block=0, argument_filters=filters))
+        return [log.args for log in logs]
 
     def stake_of(self, task_id: int, edge: str) -> int:
         return self._call(self.contract.functions.stakeOf(task_id, edge))

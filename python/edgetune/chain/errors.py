@@ -19,7 +19,8 @@ class NodeError(ChainError):
 
 
 class ChainUnavailable(ChainError):
-    """No JSON-RPC endpoint answers at the given URL."""
+    """No JSON-RPC endpoint answers at the given URL: at connect, or through a whole retry budget
+    (connection refused, timed out, HTTP 5xx). Transient: a caller may poll again later."""
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"no chain answers at {url}: {reason}")
@@ -66,3 +67,36 @@ class NotEdgeTune(ChainError):
 
 class RecordUnreadable(ChainError):
     """A deployment or run record file that cannot be read, parsed or written."""
+
+
+class TransactionPending(ChainError):
+    """A sent transaction has no receipt yet after the wait: it is still in the node's pool (or
+    lost on the way, and resent). It stays journaled; the sender's next transaction awaits it (or
+    replaces it with a higher fee) instead of signing a second one for the same intent."""
+
+    def __init__(self, tx_hash: str, nonce: int, waited_s: float) -> None:
+        super().__init__(
+            f"transaction {tx_hash} (nonce {nonce}) still pending after {waited_s:g} s; "
+            "it is journaled: retry to keep waiting for it, or replace it with a higher fee"
+        )
+        self.tx_hash, self.nonce = tx_hash, nonce
+
+
+class NonceTaken(ChainError):
+    """Another transaction of the same key (another process, another wallet) used the nonce of a
+    journaled one, which can therefore never be mined."""
+
+    def __init__(self, tx_hash: str, nonce: int, sender: str) -> None:
+        super().__init__(
+            f"transaction {tx_hash} will never be mined: nonce {nonce} of {sender} "
+            "was used by another transaction"
+        )
+        self.tx_hash, self.nonce = tx_hash, nonce
+
+
+class TaskNotFound(ChainError):
+    """No task has this id on the contract."""
+
+
+class HistoryUnavailable(ChainError):
+    """The node no longer serves the events a task's history is rebuilt from."""

@@ -1,0 +1,319 @@
+"""The transaction pipeline: every read and every transaction of a Chain goes through here.
+
+Reads (calls, logs, block numbers, receipts) are retried on a transient fault (connection
+refused or reset, timeout, HTTP 5xx/429) with exponential backoff, for up to
+`RetryPolicy.budget_s` (30 s by default) per read; after that `ChainUnavailable` (one line) is
+raised and the caller may simply poll again later: nothing is lost.
+
+Sending one transaction:
+1. Earlier unconfirmed transactions of the same sender (the journal, below) are settled first:
+   each is awaited (resent if the node does not know it), and if one of them carries the same
+   intent (target, calldata, value) its receipt is the answer: a retried command never signs a
+   second transaction for what the first one already does.
+2. Gas is estimated (a revert there raises `TransactionReverted`, nothing is sent), the
+   transaction is signed with the locally tracked nonce and journaled, then broadcast. A broadcast
+   that fails on the way is resent byte for byte (same nonce, same hash) within the budget. A
+   node's refusal ("nonce too low", "already known") is checked against the node: if it knows the
+   hash, the transaction got in; otherwise it was really refused, and it is re-signed once with
+   the nonce and fees re-read from the node.
+3. The receipt is awaited up to `timeout`; every second without one the node is asked whether it
+   still knows the transaction, and it is resent if not (dropped on the way, or evicted). After
+   the timeout `TransactionPending(tx_hash, nonce)` is raised and the entry stays journaled;
+   `replace_pending` re-signs it with the same nonce and a 25% higher fee. A reverted receipt is
+   replayed as a call on its own block's state, so a transaction beaten by another one in the
+   same block (a race) names the custom error it hit; one that used all its gas reports OutOfGas.
+
+The journal (`edgetune.chain.journal`) is in memory, or on disk when the Chain has a journal
+directory (`.edgetune/transactions/<chain id>-<sender>.json`), which carries pending
+transactions across CLI invocations.
+"""
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.exceptions import TransactionNotFound, Web3Exception
+from web3.types import TxReceipt
+
+from edgetune.chain.errors import (
+    ChainError,
+    ChainUnavailable,
+    NonceTaken,
+    TransactionPending,
+    TransactionReverted,
+)
+from edgetune.chain.journal import Journal, SentTransaction
+from edgetune.chain.revert_data import REVERTS, ErrorDecoder, revert_data
+
+T = TypeVar("T")
+_FEE_TTL_S = 10.0
+_TIP_WEI = 10**9
+_GAS_MARGIN = 1.2
+# Added to every estimate: a transaction estimated before another one in the same block may find
+# itself the stage's last actor, and then it also closes the stage (RoundClock.close rewrites up
+# to three clock slots). Measured by tests/chain/test_transport_block.py (several senders'
+# transactions estimated before any is mined, landing in one block): the stage-closing commit
+# used 23,130 gas more than its estimate, 1.2x covered only 12,150 of it; 40,000 leaves room for
+# a colder slot than the test's.
+_GAS_HEADROOM = 40_000
+_REPLACEMENT_BUMP = 1.25  # nodes want >= 10% more on both fee fields to replace a transaction
+_LIVENESS_CHECK_S = 1.0  # how often a missing receipt makes us ask whether the node has the tx
+_ACCEPTED_HINTS = ("already known", "already imported", "known transaction", "nonce too low")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one read or broadcast is retried through transient faults."""
+
+    budget_s: float = 30.0
+    first_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+
+
+def gas_limit(estimate: int) -> int:
+    """The gas sent for a transaction estimated at `estimate` (see _GAS_HEADROOM)."""
+    return int(estimate * _GAS_MARGIN) + _GAS_HEADROOM
+
+
+class Transport:
+    """Owns one chain's nonces, fee cache, journal and retry policy."""
+
+    def __init__(
+        self, w3: Web3, chain_id: int, url: str, errors: ErrorDecoder, journal: Journal,
+        retry: RetryPolicy,
+    ) -> None:  # fmt: skip
+        self.w3, self.chain_id, self.url, self.errors = w3, chain_id, url, errors
+        self.journal, self.retry = journal, retry
+        self._nonces: dict[str, int] = {}
+        self._fees: tuple[float, int] | None = None  # (read at, base fee)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ reads
+
+    def read(self, action: Callable[[], T]) -> T:
+        """`action()`, retried with backoff through transient faults for one retry budget."""
+        deadline = time.monotonic() + self.retry.budget_s
+        delay = self.retry.first_backoff_s
+        while True:
+            try:
+                return action()
+            except Exception as exc:
+                reason = transient_reason(exc)
+                if reason is None:
+                    raise
+                if time.monotonic() + delay > deadline:
+                    budget = f"{self.retry.budget_s:g} s"
+                    raise ChainUnavailable(self.url, f"{reason} (retried for {budget})") from None
+                time.sleep(delay)
+                delay = min(2 * delay, self.retry.max_backoff_s)
+
+    def call(self, fn: Any, sender: str | None = None) -> Any:
+        """A read-only contract call; a revert raises TransactionReverted with its error."""
+        try:
+            return self.read(lambda: fn.call({"from": sender} if sender else {}))
+        except REVERTS as exc:
+            raise self._reverted(None, revert_data(exc)) from None
+
+    def forget_nonces(self) -> None:
+        """Re-read nonces and fees from the node next time (after a snapshot revert, say)."""
+        with self._lock:
+            self._nonces.clear()
+            self._fees = None
+
+    # ------------------------------------------------------------------ sends
+
+    def send(
+        self,
+        sender: LocalAccount,
+        to: str | None,
+        data: str,
+        value: int = 0,
+        *,
+        gas: int | None = None,
+        timeout: float = 120.0,
+    ) -> TxReceipt:
+        """Sign, send and await one transaction (see the module docstring for every step)."""
+        for earlier in self.journal.pending(sender.address):
+            receipt = self._await(earlier, timeout)
+            self.journal.settle(sender.address, earlier.nonce)
+            self._forget_nonce(sender.address)
+            if earlier.does(to, data, value):
+                return self._checked(earlier, receipt)
+        for attempt in (1, 2):
+            sent = self._sign(sender, to, data, value, gas)
+            self.journal.record(sent)
+            refusal = self._broadcast(sent)
+            if refusal is None:
+                break
+            self.journal.settle(sender.address, sent.nonce)
+            self.forget_nonces()  # resync nonce and fees from the node
+            if attempt == 2:
+                raise ChainError(f"{self.url} refused the transaction: {refusal}")
+        receipt = self._await(sent, timeout)
+        self.journal.settle(sender.address, sent.nonce)
+        return self._checked(sent, receipt)
+
+    def replace_pending(self, sender: LocalAccount) -> list[str]:
+        """Re-sign the sender's journaled transactions with the same nonces and 25% higher fees
+        and broadcast them; their hashes. The next send (or `send` of the same intent) awaits
+        whichever version gets mined."""
+        replaced = []
+        for sent in self.journal.pending(sender.address):
+            sent.max_fee = max(math.ceil(sent.max_fee * _REPLACEMENT_BUMP), self._max_fee())
+            sent.tip = math.ceil(sent.tip * _REPLACEMENT_BUMP)
+            signed = sender.sign_transaction(sent.unsigned(self.chain_id))
+            sent.raw = signed.raw_transaction.to_0x_hex()
+            sent.hashes.append(signed.hash.to_0x_hex())
+            self.journal.record(sent)
+            self._broadcast(sent)  # refused: the old version got mined first, which _await finds
+            replaced.append(sent.tx_hash)
+        return replaced
+
+    def _sign(
+        self, sender: LocalAccount, to: str | None, data: str, value: int, gas: int | None
+    ) -> SentTransaction:
+        limit = gas or gas_limit(self._estimate(sender.address, to, data, value))
+        max_fee = self._max_fee()
+        with self._lock:  # one nonce per transaction, even from threads sharing the chain
+            nonce = self._nonces.get(sender.address)
+            if nonce is None:
+                count = self.w3.eth.get_transaction_count
+                nonce = self.read(lambda: count(sender.address, "pending"))
+            self._nonces[sender.address] = nonce + 1
+        sent = SentTransaction(
+            sender.address, nonce, to, data, value, limit, max_fee, _TIP_WEI, raw=""
+        )
+        signed = sender.sign_transaction(sent.unsigned(self.chain_id))
+        sent.raw, sent.hashes = signed.raw_transaction.to_0x_hex(), [signed.hash.to_0x_hex()]
+        return sent
+
+    def _broadcast(self, sent: SentTransaction) -> str | None:
+        """Send `sent.raw` (the same bytes on every retry): None once the node has it, else why
+        it refused it."""
+        try:
+            self.read(lambda: self.w3.eth.send_raw_transaction(sent.raw))
+            return None
+        except (Web3Exception, ValueError) as exc:
+            refusal = one_line(exc)
+            if any(hint in refusal.lower() for hint in _ACCEPTED_HINTS) and self._known(sent):
+                return None
+            return refusal
+
+    def _await(self, sent: SentTransaction, timeout: float) -> TxReceipt:
+        """The receipt of `sent` (or of its replacement), resending it if the node lost it."""
+        start = time.monotonic()
+        checked = start
+        pause = 0.02
+        while (receipt := self._mined(sent)) is None:
+            now = time.monotonic()
+            if now - start >= timeout:
+                raise TransactionPending(sent.tx_hash, sent.nonce, timeout)
+            if now - checked >= _LIVENESS_CHECK_S:
+                checked = now
+                if not self._known(sent):
+                    self._resend_lost(sent)
+            time.sleep(pause)
+            pause = min(2 * pause, 0.25)
+        return receipt
+
+    def _resend_lost(self, sent: SentTransaction) -> None:
+        count = self.w3.eth.get_transaction_count
+        if self.read(lambda: count(sent.sender, "latest")) > sent.nonce:
+            if self._mined(sent) is None:  # mined between our two looks, or never will be
+                self.journal.settle(sent.sender, sent.nonce)
+                raise NonceTaken(sent.tx_hash, sent.nonce, sent.sender)
+            return
+        self._broadcast(sent)
+
+    def _mined(self, sent: SentTransaction) -> TxReceipt | None:
+        for tx_hash in reversed(sent.hashes):
+            try:
+                return self.read(lambda h=tx_hash: self.w3.eth.get_transaction_receipt(h))
+            except TransactionNotFound:
+                continue
+        return None
+
+    def _known(self, sent: SentTransaction) -> bool:
+        for tx_hash in sent.hashes:
+            try:
+                self.read(lambda h=tx_hash: self.w3.eth.get_transaction(h))
+                return True
+            except TransactionNotFound:
+                continue
+        return False
+
+    def _forget_nonce(self, sender: str) -> None:
+        with self._lock:
+            self._nonces.pop(sender, None)
+
+    # ------------------------------------------------------------------ gas and fees
+
+    def _estimate(self, sender: str, to: str | None, data: str, value: int) -> int:
+        tx: dict[str, Any] = {"from": sender, "data": data, "value": value}
+        if to is not None:
+            tx["to"] = to
+        try:
+            return int(self.read(lambda: self.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]
+        except REVERTS as exc:
+            raise self._reverted(None, revert_data(exc)) from None
+
+    def _max_fee(self) -> int:
+        """Twice the latest base fee plus the tip, the base fee reused for a few seconds (dev
+        chains' base fee only falls under light load; twice leaves room for it to rise)."""
+        now = time.monotonic()
+        fees = self._fees
+        if fees is None or now - fees[0] > _FEE_TTL_S:
+            block = self.read(lambda: self.w3.eth.get_block("latest"))
+            fees = self._fees = (now, int(block.get("baseFeePerGas", 0)))
+        return 2 * fees[1] + _TIP_WEI
+
+    # ------------------------------------------------------------------ reverts
+
+    def _checked(self, sent: SentTransaction, receipt: TxReceipt) -> TxReceipt:
+        if receipt["status"] == 1:
+            return receipt
+        tx_hash = receipt["transactionHash"].to_0x_hex()
+        if receipt["gasUsed"] >= sent.gas:  # a REVERT returns unused gas; only running out doesn't
+            values = {"gas_limit": sent.gas}
+            raise TransactionReverted(tx_hash, "OutOfGas", b"", values)
+        # On the state its block left, not the one before: a transaction reverted by another
+        # one mined earlier in the same block (a race) succeeds there and would lose its reason.
+        replay: dict[str, Any] = {"from": sent.sender, "data": sent.data, "value": sent.value}
+        if sent.to is not None:
+            replay["to"] = sent.to
+        data: Any = b""
+        try:
+            self.read(lambda: self.w3.eth.call(replay, receipt["blockNumber"]))  # type: ignore[arg-type]
+        except REVERTS as exc:
+            data = revert_data(exc)
+        raise self._reverted(tx_hash, data)
+
+    def _reverted(self, tx_hash: str | None, data: Any) -> TransactionReverted:
+        raw = bytes(HexBytes(data)) if isinstance(data, (str, bytes)) and data else b""
+        name, values = self.errors.decode(raw)
+        return TransactionReverted(tx_hash, name, raw, values)
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (node errors can span many)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def transient_reason(exc: BaseException) -> str | None:
+    """A short reason when `exc` is a fault worth retrying (the node may come back), else None."""
+    if isinstance(exc, requests.exceptions.HTTPError):
+        status = exc.response.status_code if exc.response is not None else 0
+        return f"HTTP {status}" if status >= 500 or status == 429 else None
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
+        return "connection refused or lost"
+    return None
