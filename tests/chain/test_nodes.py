@@ -2,6 +2,8 @@
 signing paths (dev keys, env key, keystore) against a real node."""
 
 import json
+import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -45,6 +47,51 @@ def test_anvil_chain_survives_a_restart(project: Path, tmp_path: Path) -> None:
         assert chain.block_number() == block
         assert chain.w3.eth.get_balance(chain.accounts[1].address) == balance
         assert counter.functions.value().call() == 7
+
+
+def _saved_block(state_file: Path) -> int:
+    """The block number anvil's last state dump holds (-1 before the first complete one)."""
+    try:
+        saved = json.loads(state_file.read_text())["best_block_number"]
+        return saved if isinstance(saved, int) else int(saved, 0)
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def test_anvil_chain_survives_a_hard_kill(project: Path, tmp_path: Path) -> None:
+    # A kill -9 gives anvil no chance to write --state on exit: only the periodic dump remains.
+    state_file = tmp_path / "state.json"
+    node = AnvilNode(port=free_port(), state_file=state_file, project_root=project)
+    pid = node.start()
+    try:
+        chain = connect("anvil", url=node.url)
+        address = _deploy_counter(chain, project)
+        abi = compile_contracts(project)["Counter"].abi
+        counter = chain.w3.eth.contract(address=address, abi=abi)
+        tx_hash = send(chain, counter.functions.inc(7), chain.accounts[1])["transactionHash"]
+        block = chain.block_number()
+        balance = chain.w3.eth.get_balance(chain.accounts[1].address)
+        deadline = time.monotonic() + 60
+        while _saved_block(state_file) < block:
+            assert time.monotonic() < deadline, "anvil never saved its state"
+            time.sleep(0.1)
+    finally:
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while node.pid() is not None:  # reaps the killed node
+            assert time.monotonic() < deadline, "anvil survived SIGKILL"
+            time.sleep(0.05)
+    with AnvilNode(port=node.port, state_file=state_file, project_root=project) as restarted:
+        assert restarted.pid() != pid
+        chain = connect("anvil", url=restarted.url)
+        counter = chain.w3.eth.contract(address=address, abi=abi)
+        assert chain.block_number() == block
+        assert chain.w3.eth.get_balance(chain.accounts[1].address) == balance
+        assert counter.functions.value().call() == 7
+        # Receipts and logs too: agents rebuild a round from its events.
+        assert chain.w3.eth.get_transaction_receipt(tx_hash)["status"] == 1
+        (event,) = counter.events.Incremented().get_logs(from_block=0)
+        assert event.args.value == 7
 
 
 def test_start_is_idempotent_and_status_reports_the_chain(project: Path, tmp_path: Path) -> None:

@@ -182,7 +182,8 @@ class LocalNode:
 
 
 class AnvilNode(LocalNode):
-    """anvil from node_modules; its chain is saved to `state_file` on exit and reloaded at start."""
+    """anvil from node_modules; its chain is saved to `state_file` every `state_interval`
+    seconds and on exit, and reloaded at start, so even a hard kill loses only the last seconds."""
 
     kind = "anvil"
     process_marker = "anvil"
@@ -194,17 +195,20 @@ class AnvilNode(LocalNode):
         chain_id: int = DEFAULT_CHAIN_ID,
         block_time: float | None = None,
         state_file: Path | None = None,
+        state_interval: int = 1,
         project_root: Path | None = None,
     ) -> None:
         super().__init__(port=port, project_root=project_root)
         self.chain_id = chain_id
         self.block_time = block_time
+        self.state_interval = state_interval
         self.state_file = (state_file or state_dir(self.root) / "anvil-state.json").resolve()
 
     def command(self) -> list[str]:
         argv = [str(anvil_binary(self.root)), "--host", "127.0.0.1", "--port", str(self.port)]
         argv += ["--chain-id", str(self.chain_id), "--hardfork", HARDFORK]
-        argv += ["--state", str(self.state_file)]
+        # anvil writes --state only on a clean exit; the interval dump is what a kill -9 keeps.
+        argv += ["--state", str(self.state_file), "--state-interval", str(self.state_interval)]
         if self.block_time is not None:
             argv += ["--block-time", f"{self.block_time:g}"]
         return argv
