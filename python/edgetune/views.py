@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from edgetune.chain.history import TaskHistory
+from edgetune.chain.history import EdgeRecord, TaskHistory
 
 ETHER = 10**18
 
@@ -17,46 +17,58 @@ def ether(wei: int) -> str:
     return f"{wei / ETHER:.6f}"
 
 
+def short_address(address: str) -> str:
+    return f"{address[:6]}…{address[-4:]}"
+
+
+def edge_label(edge: EdgeRecord, roles: Mapping[str, str] | None = None) -> str:
+    """How every table and figure names an edge: its registration index, its role when known,
+    its short address ("#2 lazy 0x3C44…93BC")."""
+    role = (roles or {}).get(edge.address)
+    return " ".join(part for part in (f"#{edge.index}", role, short_address(edge.address)) if part)
+
+
 def edges_table(history: TaskHistory, roles: Mapping[str, str] | None = None) -> Table:
-    """One row per edge; `roles` (address -> role name) labels demo roles when known."""
-    roles = roles or {}
+    """One row per edge, by registration index; `roles` (address -> role name) when known."""
     table = Table(
         title=f"task {history.task_id}: edges ({history.phase}, round "
-        f"{history.current_round} of {history.rounds_planned})"
+        f"{history.current_round} of {history.rounds_planned})",
+        caption="released stake is stake handed back, not earnings; "
+        "withdrawn and owed are the account's, across all its tasks",
     )
     columns = (
         "edge",
-        "role",
+        "state",
         "stake (ETH)",
         "rounds joined",
         "median score by round",
         "mean agreement",
         "trainer (ETH)",
         "validator (ETH)",
+        "earned (ETH)",
         "slashed (ETH)",
+        "released stake (ETH)",
         "withdrawn (ETH)",
         "owed (ETH)",
     )
     for column in columns:
-        left = column in ("edge", "role", "median score by round")
-        table.add_column(column, justify="left" if left else "right")
-    for edge in sorted(history.edges, key=lambda e: -e.earned):
+        left = column in ("edge", "state", "median score by round")
+        # The edge's name stays on one line: it is how every table and figure names it.
+        table.add_column(column, justify="left" if left else "right", no_wrap=column == "edge")
+    for edge in history.edges:
         scores = " ".join(f"r{r}:{s:+.3f}" for r, s in sorted(edge.scores.items())) or "-"
         agreement = sum(edge.agreement.values()) / len(edge.agreement) if edge.agreement else 0.0
         table.add_row(
-            f"{edge.address[:8]}…{edge.address[-4:]}",
-            roles.get(edge.address, "-"),
+            edge_label(edge, roles),
+            str(edge.state),
             ether(edge.stake),
             str(len(edge.rounds_joined)),
             scores,
             f"{agreement:.2f}",
-            ether(sum(edge.trainer_reward.values())),
-            ether(sum(edge.validator_reward.values())),
-            ether(edge.slashed),
-            ether(edge.withdrawn),
-            ether(edge.owed),
+            *(ether(wei) for wei in _money(edge)),
         )
     table.add_section()
+    totals = [sum(column) for column in zip(*(_money(e) for e in history.edges), strict=True)]
     table.add_row(
         "total",
         "",
@@ -64,17 +76,30 @@ def edges_table(history: TaskHistory, roles: Mapping[str, str] | None = None) ->
         "",
         "",
         "",
-        ether(sum(sum(e.trainer_reward.values()) for e in history.edges)),
-        ether(sum(sum(e.validator_reward.values()) for e in history.edges)),
-        ether(sum(e.slashed for e in history.edges)),
-        ether(sum(e.withdrawn for e in history.edges)),
-        ether(sum(e.owed for e in history.edges)),
+        *(ether(wei) for wei in totals or [0] * 7),
     )
     return table
 
 
+def _money(edge: EdgeRecord) -> tuple[int, ...]:
+    """The edges table's money columns after "mean agreement", in wei."""
+    trainer, validator = sum(edge.trainer_reward.values()), sum(edge.validator_reward.values())
+    return (
+        trainer,
+        validator,
+        edge.earned,
+        edge.slashed,
+        edge.released_stake,
+        edge.withdrawn,
+        edge.owed,
+    )
+
+
 def rounds_table(history: TaskHistory) -> Table:
-    table = Table(title=f"task {history.task_id}: rounds (pool {ether(history.pool)} ETH)")
+    table = Table(
+        title=f"task {history.task_id}: rounds (funded {ether(history.funded)} ETH, "
+        f"{ether(history.remaining)} ETH remaining)"
+    )
     for column in (
         "round",
         "outcome",
@@ -103,16 +128,18 @@ def rounds_table(history: TaskHistory) -> Table:
     return table
 
 
-def history_json(history: TaskHistory) -> str:
+def history_json(history: TaskHistory, roles: Mapping[str, str] | None = None) -> str:
+    """The history as JSON (wei as integers); each edge also gets its label, role and earnings."""
     data = asdict(history)
     for edge, record in zip(data["edges"], history.edges, strict=True):
+        edge["label"] = edge_label(record, roles)
+        edge["role"] = (roles or {}).get(record.address)
         edge["earned"] = record.earned
     return json.dumps(data, indent=2)
 
 
 def plot_rewards(history: TaskHistory, path: Path, roles: Mapping[str, str] | None = None) -> Path:
     """Cumulative reward per edge by round, and each edge's median score against its reward."""
-    roles = roles or {}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +152,7 @@ def plot_rewards(history: TaskHistory, path: Path, roles: Mapping[str, str] | No
         for round_ in rounds:
             running += edge.earned_in(round_)
             series.append(running / ETHER)
-        label = edge.address[:10] + (f" ({roles[edge.address]})" if edge.address in roles else "")
+        label = edge_label(edge, roles)
         cumulative.plot([0, *rounds], series, marker="o", label=label)
         points = [(s, edge.trainer_reward.get(r, 0) / ETHER) for r, s in edge.scores.items()]
         if points:
@@ -138,8 +165,10 @@ def plot_rewards(history: TaskHistory, path: Path, roles: Mapping[str, str] | No
     )
     cumulative.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    try:
+        figure.savefig(path, dpi=120)
+    finally:
+        plt.close(figure)
     return path
 
 

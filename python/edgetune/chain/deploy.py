@@ -10,9 +10,7 @@ contract that does not answer EdgeTune's ABI before anything is sent.
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address
@@ -26,22 +24,12 @@ from edgetune.chain.errors import (
     InvalidAddress,
     NoContractCode,
     NotEdgeTune,
-    RecordUnreadable,
     TransactionReverted,
 )
-from edgetune.chain.project import find_project_root, state_dir
+from edgetune.chain.records import Deployment, RunRecord, deployments_dir, read_deployment
+from edgetune.chain.records import save_deployment as save_deployment  # callers import it here
 
 CONTRACT_NAME = "EdgeTune"
-_R = TypeVar("_R")
-
-
-@dataclass(frozen=True)
-class Deployment:
-    chain_id: int
-    address: str
-    block: int
-    tx_hash: str
-    abi_hash: str
 
 
 def abi_hash(abi: list[dict]) -> str:
@@ -64,23 +52,6 @@ def deploy(
         abi_hash(artifact.abi),
     )
     return client, record
-
-
-def deployments_dir(root: Path | None = None) -> Path:
-    return (root or find_project_root()) / "deployments"
-
-
-def save_deployment(deployment: Deployment, root: Path | None = None) -> Path:
-    path = deployments_dir(root) / f"{deployment.chain_id}.json"
-    _write_json(path, asdict(deployment))
-    return path
-
-
-def read_deployment(chain_id: int, root: Path | None = None) -> Deployment | None:
-    """The deployment recorded for `chain_id`, None when there is none."""
-    path = deployments_dir(root) / f"{chain_id}.json"
-    fields = _read_json(path)
-    return None if fields is None else _record(Deployment, fields, path)
 
 
 def open_contract(
@@ -140,66 +111,3 @@ def _has_code(chain: Chain, address: str) -> bool:
     if not is_address(address):
         return False
     return bool(chain.w3.eth.get_code(chain.w3.to_checksum_address(address)))
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """Where a federation lives (its node, contract, task), so later commands can find it."""
-
-    rpc_url: str
-    contract: str
-    task_id: int
-    from_block: int
-
-    @staticmethod
-    def path(root: Path | None = None) -> Path:
-        return state_dir(root or find_project_root()) / "federation" / "last-run.json"
-
-    def save(self, path: Path | None = None) -> None:
-        _write_json(path or self.path(), asdict(self))
-
-    @classmethod
-    def find(cls, root: Path | None = None) -> "RunRecord | None":
-        """The last run, None when none was recorded."""
-        path = cls.path(root)
-        fields = _read_json(path)
-        return None if fields is None else _record(cls, fields, path)
-
-    @classmethod
-    def load(cls, path: Path | None = None) -> "RunRecord":
-        path = path or cls.path()
-        fields = _read_json(path)
-        if fields is None:
-            raise DeploymentNotFound(f"no federation run recorded at {path}; pass --task")
-        return _record(cls, fields, path)
-
-
-def _write_json(path: Path, fields: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(fields, indent=2) + "\n")
-    except OSError as exc:
-        raise RecordUnreadable(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise RecordUnreadable(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        fields = json.loads(text)
-    except ValueError as exc:
-        raise RecordUnreadable(f"{path} is not JSON ({exc}); delete it") from None
-    if not isinstance(fields, dict):
-        raise RecordUnreadable(f"{path} is not a JSON object; delete it")
-    return fields
-
-
-def _record(kind: type[_R], fields: dict[str, Any], path: Path) -> _R:
-    try:
-        return kind(**fields)
-    except TypeError:
-        raise RecordUnreadable(f"{path} does not hold a {kind.__name__}; delete it") from None

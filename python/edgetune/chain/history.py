@@ -1,11 +1,28 @@
 """A task's reward history, rebuilt from the contract's events and state alone (no local files),
-so anyone can audit who earned what: `edgetune rewards` renders it, tests recompute it."""
+so anyone can audit who earned what: `edgetune rewards` renders it, tests recompute it.
+
+Edges come from `edgesOf` (their index is that registration order, so every table and figure
+names an edge the same way), the task's settings and funds from state, and everything that
+happened from the task's events read from its creation block on: `from_block` is only where to
+start looking for that creation, so any value gives the same, complete history.
+"""
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 from edgetune.chain.client import EdgeTuneClient
-from edgetune.chain.types import AGREEMENT_SCALE, SCORE_SCALE
+from edgetune.chain.errors import HistoryUnavailable, TaskNotFound
+from edgetune.chain.types import AGREEMENT_SCALE, SCORE_SCALE, Phase
+
+
+class EdgeState(StrEnum):
+    ACTIVE = "active"  # in a task still running
+    EXITED = "exited"  # asked to leave, and was let go at the end of a round
+    SLASHED_OUT = "slashed out"  # slashed below the task's minimum stake
+    FINISHED = "finished"  # took part until the task finished
+    CANCELLED = "cancelled"  # the task was cancelled
 
 
 @dataclass(frozen=True)
@@ -25,17 +42,23 @@ class RoundRecord:
 
 @dataclass
 class EdgeRecord:
+    """One edge of the task. Money is wei. `released_stake` is stake handed back to the balance
+    (not earnings); `withdrawn` and `owed` are the account's, across all its tasks."""
+
+    index: int  # registration order (edgesOf)
     address: str
-    stake: int = 0
-    active: bool = False
+    registered_stake: int = 0
+    stake: int = 0  # still locked in the task
+    state: EdgeState = EdgeState.ACTIVE
     rounds_joined: list[int] = field(default_factory=list)
     scores: dict[int, float] = field(default_factory=dict)  # round -> median Shapley score
     agreement: dict[int, float] = field(default_factory=dict)  # round -> 0..1 with the medians
     trainer_reward: dict[int, int] = field(default_factory=dict)  # round -> wei
     validator_reward: dict[int, int] = field(default_factory=dict)
     slashed: int = 0
-    withdrawn: int = 0
-    owed: int = 0
+    released_stake: int = 0
+    withdrawn: int = 0  # Withdrawn events of the account since the task was created
+    owed: int = 0  # what the account's withdraw() would pay now
 
     @property
     def earned(self) -> int:
@@ -48,20 +71,29 @@ class EdgeRecord:
 @dataclass
 class TaskHistory:
     task_id: int
-    pool: int
+    funded: int  # the pool the owner put in at creation
+    remaining: int  # what is left undistributed now (taskFunds), refundable once the task is over
     rounds_planned: int
     phase: str
     current_round: int
+    created_block: int
     rounds: list[RoundRecord]
-    edges: list[EdgeRecord]
+    edges: list[EdgeRecord]  # by index
 
 
 def load_history(client: EdgeTuneClient, task_id: int, from_block: int = 0) -> TaskHistory:
-    """Reads every event of `task_id` since `from_block` plus the current state."""
-    events = _task_events(client, task_id, from_block)
-    edges = {e.edge: EdgeRecord(e.edge) for e in events["EdgeRegistered"]}
-    for e in events["EdgeLeft"]:
-        edges.pop(e.edge, None)
+    """Reads the task's state and every event of it since its creation."""
+    count = client.task_count()
+    if not 1 <= task_id <= count:
+        held = f"tasks 1..{count}" if count else "no tasks"
+        raise TaskNotFound(f"no task {task_id} on EdgeTune {client.address} (it holds {held})")
+    created = _creation(client, task_id, from_block)
+    events = _task_events(client, task_id, created.blockNumber)
+    config, status = client.task_config(task_id), client.status(task_id)
+    edges = {address: EdgeRecord(i, address) for i, address in enumerate(client.edges_of(task_id))}
+    for e in events["EdgeRegistered"]:
+        if e.edge in edges:
+            edges[e.edge].registered_stake = e.stake
     updates, attestations, included = defaultdict(int), defaultdict(int), defaultdict(int)
     authors: dict[tuple[int, int], str] = {}
     for e in events["UpdateRevealed"]:
@@ -85,32 +117,50 @@ def load_history(client: EdgeTuneClient, task_id: int, from_block: int = 0) -> T
         book[e.round] = book.get(e.round, 0) + e.amount
     for e in events["Slashed"]:
         edges[e.edge].slashed += e.amount
-    withdrawn = _withdrawals(client, from_block)
+    for e in events["StakeReleased"]:
+        edges[e.edge].released_stake += e.amount
+    exiting = {e.edge for e in events["ExitRequested"]}
+    withdrawn = _withdrawals(client, created.blockNumber)
     for record in edges.values():
-        status = client.status(task_id, record.address)
-        record.stake, record.active, record.owed = status.stake, status.active, status.owed
+        edge_status = client.status(task_id, record.address)
+        record.stake, record.owed = edge_status.stake, edge_status.owed
         record.withdrawn = withdrawn.get(record.address, 0)
-    (created,) = events["TaskCreated"]
-    status = client.status(task_id)
+        record.state = _edge_state(
+            record, status.phase, record.address in exiting, config.min_stake
+        )
     rounds = [
         _round_record(e, updates[e.round], attestations[e.round], included[e.round])
         for e in events["RoundFinalized"]
     ]
     return TaskHistory(
         task_id=task_id,
-        pool=created.pool,
-        rounds_planned=created.config.rounds,
+        funded=created.args.pool,
+        remaining=client.task_funds(task_id).pool,
+        rounds_planned=config.rounds,
         phase=status.phase.name,
         current_round=status.round,
+        created_block=created.blockNumber,
         rounds=rounds,
-        edges=sorted(edges.values(), key=lambda r: r.address),
+        edges=list(edges.values()),
     )
 
 
+def _edge_state(record: EdgeRecord, phase: Phase, exiting: bool, min_stake: int) -> EdgeState:
+    """From events, not `status.active`: that stays true after the task finished, and turns false
+    when a finished edge releases its stake."""
+    if record.registered_stake - record.slashed < min_stake:
+        return EdgeState.SLASHED_OUT
+    if exiting:
+        return EdgeState.EXITED
+    if phase == Phase.CANCELLED:
+        return EdgeState.CANCELLED
+    return EdgeState.FINISHED if phase == Phase.FINISHED else EdgeState.ACTIVE
+
+
 _TASK_EVENTS = (
-    "TaskCreated",
     "EdgeRegistered",
-    "EdgeLeft",
+    "ExitRequested",
+    "StakeReleased",
     "UpdateRevealed",
     "ScoresRevealed",
     "RoundTallied",
@@ -119,6 +169,20 @@ _TASK_EVENTS = (
     "RewardCredited",
     "Slashed",
 )
+
+
+def _creation(client: EdgeTuneClient, task_id: int, from_block: int) -> Any:
+    """The task's TaskCreated log; looked for from `from_block`, then from genesis if that hint
+    was past the creation (a later start would miss the task's first events)."""
+    hint = max(0, min(from_block, client.chain.block_number()))  # nodes refuse future blocks
+    for start in dict.fromkeys((hint, 0)):
+        event = client.contract.events.TaskCreated()
+        logs = event.get_logs(from_block=start, argument_filters={"taskId": task_id})
+        if logs:
+            return logs[0]
+    raise HistoryUnavailable(
+        f"{client.chain.url} returns no TaskCreated log for task {task_id} (a pruned node?)"
+    )
 
 
 def _task_events(client: EdgeTuneClient, task_id: int, from_block: int) -> dict[str, list]:
@@ -138,7 +202,7 @@ def _withdrawals(client: EdgeTuneClient, from_block: int) -> dict[str, int]:
     return total
 
 
-def _round_record(event, updates: int, attestations: int, included: int) -> RoundRecord:
+def _round_record(event: Any, updates: int, attestations: int, included: int) -> RoundRecord:
     return RoundRecord(
         round=event.round,
         accepted=event.accepted,

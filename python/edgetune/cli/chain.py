@@ -12,9 +12,11 @@ from edgetune.chain.nodes import AnvilNode, NodeStatus
 from edgetune.cli.common import (
     DEFAULT_PORT,
     JsonOption,
+    NodePortOption,
     PortOption,
     app,
     console,
+    node_port,
     one_line_errors,
 )
 
@@ -32,26 +34,32 @@ def chain_up(
     state: Annotated[
         Path | None, typer.Option("--state", help="Chain state file (.edgetune/anvil-state.json).")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Start anvil in the background (or reuse the running one); its chain survives restarts."""
     node = AnvilNode(port=port, block_time=block_time, state_file=state)
-    pid = node.start()
-    console.print(f"anvil running: pid {pid}, {node.url}, state {node.state_file}")
+    node.start()
+    status = node.status()
+    if as_json:
+        print(json.dumps({**asdict(status), "state_file": str(node.state_file)}))
+    else:
+        console.print(f"anvil running: pid {status.pid}, {node.url}, state {node.state_file}")
 
 
 @chain_app.command("down")
 @one_line_errors
-def chain_down(port: PortOption = DEFAULT_PORT) -> None:
+def chain_down(port: NodePortOption = None) -> None:
     """Stop the background anvil; its chain is saved to the state file."""
+    port = node_port(port)
     stopped = AnvilNode(port=port).stop()
-    console.print("anvil stopped" if stopped else f"no anvil was running on port {port}")
+    console.print(f"anvil on port {port} stopped" if stopped else f"no anvil runs on port {port}")
 
 
 @chain_app.command("status")
 @one_line_errors
-def chain_status(port: PortOption = DEFAULT_PORT, as_json: JsonOption = False) -> None:
+def chain_status(port: NodePortOption = None, as_json: JsonOption = False) -> None:
     """Show whether anvil runs, its pid, port, block number and chain id."""
-    status = AnvilNode(port=port).status()
+    status = AnvilNode(port=node_port(port)).status()
     if as_json:
         print(json.dumps(asdict(status)))
     else:

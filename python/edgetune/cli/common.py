@@ -1,32 +1,95 @@
-"""What every command shares: the app, the console, the common options and one-line errors."""
+"""What every command shares: the app, the consoles, the common options, one-line errors, and
+finding the chain, the node and the contract a command means.
+
+Resolution, the same for every command that talks to a chain:
+- URL: `--rpc-url`, else `--port` (http://127.0.0.1:PORT), else the last run's, else :8545;
+- contract: `--contract`, else the newest of the last run's (same URL) and deployments/<chainId>;
+- local node (`chain down|status`): `--port`, else the last run's if it runs, else the only
+  running one edgetune started, else 8545.
+Nothing here imports web3 at module level: `--help` and `chain` stay fast.
+"""
 
 import functools
 import sys
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
 
 from edgetune.chain.nodes import DEFAULT_PORT as DEFAULT_PORT  # re-exported for commands
+from edgetune.chain.nodes import AnvilNode
+from edgetune.chain.project import find_project_root, state_dir
+from edgetune.chain.records import RunRecord
+from edgetune.cli.errors import AmbiguousNode, InvalidOption
 from edgetune.errors import EdgetuneError
 
 if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
     from edgetune.chain.client import EdgeTuneClient
     from edgetune.chain.connect import Chain
 
+LOCAL_CHAINS = ("anvil", "hardhat")
+WEI_PER_ETHER = 10**18
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Logs (make demo > file, CI) get wide tables too; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 160)
+# Errors go to stderr, so `--json` output stays parseable.
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def print_error(message: str) -> None:
+    """One line, whatever the message holds (no markup, no wrapping)."""
+    line = " ".join(message.split())
+    err_console.print(Text.assemble(("error: ", "red"), line), soft_wrap=True)
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """A usage error (missing option, value of the wrong type) is bad input like any other: one
+    line and exit 1, not click's boxed usage text."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as exc:  # click's usage errors, vendored by typer
+            if not standalone_mode:
+                raise
+            if not exc.format_message():  # no_args_is_help: the help is already printed
+                sys.exit(exc.exit_code)
+            print_error(exc.format_message())
+            sys.exit(1)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            print_error("aborted")
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     help="Edge servers fine-tune one shared model together, coordinated and paid on chain.",
     no_args_is_help=True,
 )
 
-# Logs (make demo > file, CI) get wide tables too; a terminal keeps its own width.
-console = Console(width=None if sys.stdout.isatty() else 160)
-F = TypeVar("F", bound=Callable[..., Any])
-WEI_PER_ETHER = 10**18
-
 PortOption = Annotated[int, typer.Option("--port", help="JSON-RPC port on 127.0.0.1.")]
+NodePortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--port",
+        help="Port of the node on 127.0.0.1 [default: the last run's, else the only running "
+        "one, else 8545].",
+    ),
+]
 ChainOption = Annotated[
     str,
     typer.Option(
@@ -35,48 +98,152 @@ ChainOption = Annotated[
     ),
 ]
 RpcUrlOption = Annotated[
-    str | None, typer.Option("--rpc-url", help="URL of the anvil/hardhat node (default :8545).")
+    str | None,
+    typer.Option(
+        "--rpc-url",
+        help="URL of the anvil/hardhat node [default: --port, else the last run's, else :8545].",
+    ),
 ]
 KeystoreOption = Annotated[
     Path | None,
     typer.Option("--keystore", help="Signing key file; password from $EDGETUNE_KEYSTORE_PASSWORD."),
 ]
 DevAccountOption = Annotated[
-    int, typer.Option("--dev-account", help="Index of the local chain's dev account to sign with.")
+    int,
+    typer.Option(
+        "--dev-account",
+        help="Index of the local chain's dev account to sign with (0-9; a --keystore or "
+        "$EDGETUNE_PRIVATE_KEY key signs instead when given).",
+    ),
 ]
 ContractOption = Annotated[
-    str | None, typer.Option("--contract", help="EdgeTune address (default: deployments/).")
+    str | None,
+    typer.Option(
+        "--contract",
+        help="EdgeTune address [default: the newest of the last run's and deployments/].",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
 def one_line_errors(command: F) -> F:
-    """Print an EdgetuneError as its one-line message and exit 1, instead of a traceback."""
+    """Print an EdgetuneError, or an OSError (a file, the disk, the network), as one line and
+    exit 1, instead of a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except EdgetuneError as exc:
-            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-            raise typer.Exit(1) from None
+            print_error(str(exc))
+        except OSError as exc:
+            print_error(os_error_line(exc))
+        raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
-def connect_chain(chain: str, rpc_url: str | None, keystore: Path | None) -> "Chain":
+def os_error_line(exc: OSError) -> str:
+    """`FILE: cause`, or the cause alone when the error names no file."""
+    cause = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"{exc.filename}: {cause}" if exc.filename else cause
+
+
+def rpc_url_for(chain: str, rpc_url: str | None = None, port: int | None = None) -> str | None:
+    """The URL a local chain (anvil, hardhat) is reached at; None for the others, whose URL is
+    `--chain` itself (or none, embedded)."""
+    if chain not in LOCAL_CHAINS:
+        return None
+    if rpc_url:
+        return rpc_url
+    if port is not None:
+        return f"http://127.0.0.1:{port}"
+    run = RunRecord.find()
+    return run.rpc_url if run else f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+def connect_chain(
+    chain: str, rpc_url: str | None, keystore: Path | None, port: int | None = None
+) -> "Chain":
     from edgetune.chain.connect import connect
 
-    return connect(chain, keystore=keystore, url=rpc_url)
+    return connect(chain, keystore=keystore, url=rpc_url_for(chain, rpc_url, port))
+
+
+def last_run_on(chain: "Chain") -> RunRecord | None:
+    """The last federation's record if it ran on this chain (same URL), else None."""
+    run = RunRecord.find()
+    return run if run is not None and run.rpc_url == chain.url else None
+
+
+def signer(chain: "Chain", dev_account: int) -> "LocalAccount":
+    """Dev account `dev_account`, or the one configured key (keystore, env) when there is one."""
+    if len(chain.accounts) == 1:
+        return chain.accounts[0]
+    if not 0 <= dev_account < len(chain.accounts):
+        last = len(chain.accounts) - 1
+        raise InvalidOption("--dev-account", dev_account, f"this chain has dev accounts 0-{last}")
+    return chain.accounts[dev_account]
 
 
 def contract_client(chain: "Chain", contract: str | None, dev_account: int) -> "EdgeTuneClient":
-    """A client for `contract` (default: the recorded deployment) signing as a dev account."""
-    from edgetune.chain.client import EdgeTuneClient
-    from edgetune.chain.compiler import load_artifact
-    from edgetune.chain.deploy import CONTRACT_NAME, load_client
+    """A client for the contract this command means (see the module docstring), signing as
+    `dev_account`; checked to be EdgeTune before anything is sent."""
+    from edgetune.chain.deploy import find_client
 
-    signer = chain.accounts[dev_account % len(chain.accounts)]
-    if contract is None:
-        return load_client(chain, signer)
-    return EdgeTuneClient(chain, contract, load_artifact(CONTRACT_NAME).abi, signer)
+    return find_client(chain, signer(chain, dev_account), contract)
+
+
+def node_port(port: int | None) -> int:
+    """The local anvil a `chain` command means (see the module docstring)."""
+    if port is not None:
+        return port
+    running = running_anvil_ports()
+    run = RunRecord.find()
+    run_port = urlsplit(run.rpc_url).port if run else None
+    if run_port in running:
+        return run_port
+    if len(running) > 1:
+        ports = ", ".join(map(str, running))
+        raise AmbiguousNode(f"anvil runs on ports {ports} and none is the last run's; pass --port")
+    return running[0] if running else DEFAULT_PORT
+
+
+def running_anvil_ports() -> list[int]:
+    """Ports of the anvil nodes edgetune started that still run (from their pidfiles)."""
+    root = find_project_root()
+    ports = []
+    for pidfile in sorted(state_dir(root).glob(f"{AnvilNode.kind}-*.pid")):
+        port = pidfile.stem.removeprefix(f"{AnvilNode.kind}-")
+        if port.isdigit() and AnvilNode(port=int(port), project_root=root).pid() is not None:
+            ports.append(int(port))
+    return ports
+
+
+def parse_ether(option: str, text: str, *, positive: bool) -> int:
+    """An ether amount typed by a person, in wei, exactly (no float rounding)."""
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise InvalidOption(option, text, "not a number of ether") from None
+    if not amount.is_finite() or amount < 0 or (positive and amount == 0):
+        raise InvalidOption(
+            option, text, f"must be a {'positive' if positive else 'non-negative'} amount of ether"
+        )
+    wei = amount * WEI_PER_ETHER
+    if wei != wei.to_integral_value():
+        raise InvalidOption(option, text, "has more than 18 decimals (below one wei)")
+    return int(wei)
+
+
+def parse_hash(option: str, text: str) -> bytes:
+    """A 32-byte hash given as hex (0x optional)."""
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise InvalidOption(option, repr(text), "not hex") from None
+    if len(value) != 32:
+        raise InvalidOption(
+            option, repr(text), f"must be 32 bytes (64 hex digits), got {len(value)}"
+        )
+    return value

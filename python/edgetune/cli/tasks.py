@@ -1,5 +1,6 @@
 """`edgetune deploy`, `task create`, `rewards` and `withdraw`: the contract's users' commands."""
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -12,13 +13,18 @@ from edgetune.cli.common import (
     DevAccountOption,
     JsonOption,
     KeystoreOption,
+    NodePortOption,
     RpcUrlOption,
     app,
     connect_chain,
     console,
     contract_client,
+    last_run_on,
     one_line_errors,
+    parse_ether,
+    parse_hash,
 )
+from edgetune.cli.errors import InvalidOption
 
 task_app = typer.Typer(help="Create and inspect fine-tuning tasks.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
@@ -27,18 +33,42 @@ app.add_typer(task_app, name="task")
 @app.command("deploy")
 @one_line_errors
 def deploy_command(
-    chain: ChainOption = "anvil", rpc_url: RpcUrlOption = None, keystore: KeystoreOption = None
+    chain: ChainOption = "anvil",
+    rpc_url: RpcUrlOption = None,
+    port: NodePortOption = None,
+    keystore: KeystoreOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Deploy the EdgeTune contract and record it in deployments/<chainId>.json."""
     from edgetune.chain.deploy import deploy, save_deployment
+    from edgetune.chain.errors import RecordUnreadable
 
-    connection = connect_chain(chain, rpc_url, keystore)
+    connection = connect_chain(chain, rpc_url, keystore, port)
     client, record = deploy(connection, connection.accounts[0])
-    path = save_deployment(record)
-    console.print(
-        f"EdgeTune deployed at {client.address} (chain {record.chain_id}, block "
-        f"{record.block}); recorded in {path}"
-    )
+    try:
+        path = save_deployment(record)
+    except RecordUnreadable as exc:  # deployed all the same: say where, so nothing is lost
+        raise RecordUnreadable(
+            f"EdgeTune deployed at {client.address} (block {record.block}) but not recorded: "
+            f"{exc}; pass --contract {client.address}"
+        ) from None
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "address": client.address,
+                    "chain_id": record.chain_id,
+                    "block": record.block,
+                    "tx_hash": record.tx_hash,
+                    "record": str(path),
+                }
+            )
+        )
+    else:
+        console.print(
+            f"EdgeTune deployed at {client.address} (chain {record.chain_id}, block "
+            f"{record.block}); recorded in {path}"
+        )
 
 
 @task_app.command("create")
@@ -50,25 +80,34 @@ def task_create(
     initial_global_cid: Annotated[str, typer.Option(help="CID of the round-0 adapter.")],
     base_model_uri: Annotated[str, typer.Option(help="Name or URI of the base model.")] = "",
     base_model_cid: Annotated[str, typer.Option(help="CID of the base model archive.")] = "",
-    pool: Annotated[float, typer.Option(help="Reward pool in ether.")] = 1.0,
+    pool: Annotated[str, typer.Option(help="Reward pool in ether.")] = "1",
     rounds: Annotated[int, typer.Option(help="Number of rounds.")] = 3,
     max_edges: Annotated[int, typer.Option(help="Most edges that may register.")] = 8,
-    min_stake: Annotated[float, typer.Option(help="Minimum stake in ether.")] = 0.1,
+    min_stake: Annotated[str, typer.Option(help="Minimum stake in ether.")] = "0.1",
     chain: ChainOption = "anvil",
     rpc_url: RpcUrlOption = None,
+    port: NodePortOption = None,
     keystore: KeystoreOption = None,
+    contract: ContractOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create a task on the recorded deployment and fund its reward pool."""
-    from edgetune.chain.deploy import load_client
     from edgetune.chain.types import TaskConfig
 
-    connection = connect_chain(chain, rpc_url, keystore)
-    client = load_client(connection, connection.accounts[0])
-    min_stake_wei = int(min_stake * WEI_PER_ETHER)
+    hashes = {
+        "--base-model-hash": base_model_hash,
+        "--adapter-spec-hash": adapter_spec_hash,
+        "--initial-global-hash": initial_global_hash,
+    }
+    model_hash, spec_hash, global_hash = (parse_hash(o, text) for o, text in hashes.items())
+    pool_wei = parse_ether("--pool", pool, positive=True)
+    min_stake_wei = parse_ether("--min-stake", min_stake, positive=False)
+    if not 0 < max_edges < 2**16:
+        raise InvalidOption("--max-edges", max_edges, "must be in 1..65535")
     config = TaskConfig(
-        base_model_hash=bytes.fromhex(base_model_hash.removeprefix("0x")),
-        adapter_spec_hash=bytes.fromhex(adapter_spec_hash.removeprefix("0x")),
-        initial_global_hash=bytes.fromhex(initial_global_hash.removeprefix("0x")),
+        base_model_hash=model_hash,
+        adapter_spec_hash=spec_hash,
+        initial_global_hash=global_hash,
         base_model_uri=base_model_uri,
         base_model_cid=base_model_cid,
         initial_global_cid=initial_global_cid,
@@ -79,46 +118,78 @@ def task_create(
         slash_non_reveal=min_stake_wei // 2,
         slash_invalid=min_stake_wei,
     )
-    task_id, receipt = client.create_task(config, int(pool * WEI_PER_ETHER))
-    console.print(
-        f"task {task_id} created with a pool of {pool} ETH "
-        f"(block {receipt['blockNumber']}, gas {receipt['gasUsed']})"
-    )
+    connection = connect_chain(chain, rpc_url, keystore, port)
+    client = contract_client(connection, contract, 0)
+    balance = connection.w3.eth.get_balance(client.sender_address)
+    if pool_wei > balance:
+        raise InvalidOption(
+            "--pool",
+            pool,
+            f"exceeds the {balance / WEI_PER_ETHER:g} ETH of {client.sender_address}",
+        )
+    task_id, receipt = client.create_task(config, pool_wei)
+    block, gas = receipt["blockNumber"], receipt["gasUsed"]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "task_id": task_id,
+                    "contract": client.address,
+                    "pool_wei": pool_wei,
+                    "block": block,
+                    "gas_used": gas,
+                }
+            )
+        )
+    else:
+        console.print(
+            f"task {task_id} created on {client.address} with a pool of "
+            f"{pool_wei / WEI_PER_ETHER:g} ETH (block {block}, gas {gas})"
+        )
 
 
 @app.command("rewards")
 @one_line_errors
 def rewards_command(
     task: Annotated[
-        int | None, typer.Option(help="Task id (default: the last federation).")
+        int | None, typer.Option(help="Task id [default: the last federation's on this chain].")
     ] = None,
     chain: ChainOption = "anvil",
     rpc_url: RpcUrlOption = None,
+    port: NodePortOption = None,
     contract: ContractOption = None,
-    from_block: Annotated[int, typer.Option(help="First block to read events from.")] = 0,
+    from_block: Annotated[
+        int,
+        typer.Option(
+            help="Where to start looking for the task's creation (a hint; any value "
+            "gives the whole history)."
+        ),
+    ] = 0,
     as_json: JsonOption = False,
     plot: Annotated[Path | None, typer.Option(help="Also write a PNG figure here.")] = None,
 ) -> None:
     """Who earned what, rebuilt from on-chain state and events only."""
-    from edgetune.chain.deploy import RunRecord
     from edgetune.chain.history import load_history
     from edgetune.views import edges_table, history_json, plot_rewards, rounds_table
 
+    connection = connect_chain(chain, rpc_url, None, port)
     if task is None:
-        record = RunRecord.load()
-        task, contract, rpc_url = (
-            record.task_id,
-            contract or record.contract,
-            rpc_url or record.rpc_url,
-        )
-    connection = connect_chain(chain, rpc_url, None)
+        run = last_run_on(connection)
+        if run is None:
+            raise InvalidOption("--task", "missing", f"no federation ran on {connection.url}")
+        task, contract, from_block = run.task_id, contract or run.contract, run.from_block
     history = load_history(contract_client(connection, contract, 0), task, from_block)
     if as_json:
         print(history_json(history))
     else:
         console.print(rounds_table(history), edges_table(history))
     if plot:
-        console.print(f"figure written to {plot_rewards(history, plot)}")
+        try:
+            written = plot_rewards(history, plot)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(plot)) from None
+        if not as_json:
+            console.print(f"figure written to {written}")
 
 
 @app.command("withdraw")
@@ -126,17 +197,36 @@ def rewards_command(
 def withdraw_command(
     chain: ChainOption = "anvil",
     rpc_url: RpcUrlOption = None,
+    port: NodePortOption = None,
     keystore: KeystoreOption = None,
     dev_account: DevAccountOption = 1,
     contract: ContractOption = None,
     release_task: Annotated[
         int | None, typer.Option("--release-stake", help="First release the stake of this task.")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Pay out everything the contract owes this account (rewards, released stakes, refunds)."""
-    client = contract_client(connect_chain(chain, rpc_url, keystore), contract, dev_account)
+    connection = connect_chain(chain, rpc_url, keystore, port)
+    client = contract_client(connection, contract, dev_account)
+    released = 0
     if release_task is not None:
-        client.release_stake(release_task)
+        receipt = client.release_stake(release_task)
+        (event,) = client.receipt_events(receipt, "StakeReleased")
+        released = event.amount
     owed = client.owed(client.sender_address)
-    client.withdraw()
-    console.print(f"withdrew {owed / WEI_PER_ETHER:.6f} ETH to {client.sender_address}")
+    receipt = client.withdraw()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "account": client.sender_address,
+                    "contract": client.address,
+                    "withdrawn_wei": owed,
+                    "released_stake_wei": released,
+                    "tx_hash": receipt["transactionHash"].to_0x_hex(),
+                }
+            )
+        )
+    else:
+        console.print(f"withdrew {owed / WEI_PER_ETHER:.6f} ETH to {client.sender_address}")
