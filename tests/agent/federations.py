@@ -1,8 +1,8 @@
 """Federations the agent tests share, and an independent re-statement of the contract's rules.
 
-`run_federation` is `run_in_process` with one extra knob the fairness tests need: `twins`, edges
-that hold a copy of another edge's training data but train with their own seed (an honest
-near-duplicate, unlike a copier, which copies the other edge's update).
+`run_federation` runs the one in-process executor, with one extra knob the fairness tests need:
+`twins`, edges that hold a copy of another edge's training data but train with their own seed
+(an honest near-duplicate, unlike a copier, which copies the other edge's update).
 
 The `expected_*` functions recompute stage 1 and the payout from the events alone, written
 from docs/protocol.md and not from the contract or the agent code, so tests compare the chain
@@ -17,19 +17,13 @@ from dataclasses import dataclass
 from edgetune.agent.federation import (
     FederationConfig,
     FederationResult,
-    _sum_timings,
-    drive,
-    edge_settings,
-    edge_train_config,
+    execute_in_process,
     prepare_edge_data,
+    text_test_metric,
 )
-from edgetune.agent.launch import TRAIN_FILE, build_agent
-from edgetune.agent.publish import publish_task
+from edgetune.agent.launch import TRAIN_FILE
 from edgetune.chain.connect import connect
-from edgetune.chain.deploy import deploy
 from edgetune.chain.types import BPS, ScoreBallot
-from edgetune.learning import ensure_tiny_model, evaluate, load_jsonl
-from edgetune.storage import open_store
 
 from ..contracts.rounds import expected_tally as reference_tally
 from ..contracts.rounds import one_run_gas_estimates
@@ -46,46 +40,12 @@ def run_federation(
     edge j's training data (with its own training seed and its own validation data)."""
     chain = connect("embedded")
     one_run_gas_estimates(chain)  # gasUsed is unchanged; estimating it takes one run, not ~15
-    owner, deployment = deploy(chain, chain.accounts[0])
-    store = open_store(f"embedded:{config.workdir / 'ipfs'}")
-    model_dir = config.model_dir or ensure_tiny_model()
-    template = config.task_template()
-    task = publish_task(
-        owner, store, model_dir, config.spec, template, int(config.pool_ether * ETHER)
-    )
-    edge_data, test = prepare_edge_data(config)
+    test = prepare_edge_data(config)
+    plan = config.plan([account.address for account in chain.accounts])
     for twin, source in (twins or {}).items():
-        shutil.copyfile(
-            edge_data[source].directory / TRAIN_FILE, edge_data[twin].directory / TRAIN_FILE
-        )
-        edge_data[twin].train = load_jsonl(edge_data[twin].directory / TRAIN_FILE)
-    agents = []
-    for index, data in enumerate(edge_data):
-        client = owner.as_sender(chain.accounts[1 + index])
-        settings = edge_settings(config, index, source=chain.accounts[1].address)
-        agents.append(
-            build_agent(
-                client,
-                task.task_id,
-                store,
-                data.directory,
-                settings,
-                edge_train_config(config, index),
-                task.spec,
-                task.model_dir,
-                log=lambda message, index=index: log(f"[edge {index}] {message}"),
-            )
-        )
-    evaluator = agents[0].learner.adapted
-
-    def evaluate_global(adapter) -> tuple[float, float]:
-        result = evaluate(evaluator, test, adapter)
-        return result.loss, result.accuracy or 0.0
-
-    metrics = drive(chain, owner, task.task_id, agents, evaluate_global, log)
-    return FederationResult(
-        chain, owner, task, deployment.block, store, agents, metrics, _sum_timings(agents)
-    )
+        data = plan.edges[source].data_dir / TRAIN_FILE
+        shutil.copyfile(data, plan.edges[twin].data_dir / TRAIN_FILE)
+    return execute_in_process(plan, chain, text_test_metric(test), log)
 
 
 # ---------------------------------------------------------------------- reading the chain

@@ -1,17 +1,23 @@
-"""The federation as real separate processes on a real anvil node: one run through a real IPFS
-node, and one where an agent is killed right after it saved each of its three commitments
-(update, scores, attestation) and restarted each time, and still completes and is paid."""
+"""The federation as real separate processes on a real anvil node, watched by the runner's own
+Watcher: one run through a real IPFS node, and one where an agent is SIGKILLed right after it
+saved each of its three commitments (update, scores, attestation) and the Watcher restarts it
+each time: it resumes from its state file, completes the round, is not slashed and is paid."""
 
-import time
+import os
+import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from edgetune.agent.federation import FederationConfig, start_when_full
-from edgetune.agent.processes import launch
+from edgetune.agent.federation import FederationConfig
+from edgetune.agent.processes import Launched, launch_config
 from edgetune.agent.state import AgentState, StateFileError
+from edgetune.chain.client import EdgeTuneClient
+from edgetune.chain.compiler import load_artifact
 from edgetune.chain.connect import connect
+from edgetune.chain.deploy import CONTRACT_NAME
 from edgetune.chain.history import load_history
 from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.types import Step
@@ -48,25 +54,19 @@ def config_for(workdir: Path, **overrides) -> FederationConfig:
     return replace(base, **overrides)
 
 
-def drive(chain, owner, task_id: int, edges, on_tick=lambda: None) -> None:
-    """Mine a block every half second (deadlines must pass) until the task is over; between
-    blocks call `on_tick` every 10 ms, so it can act within moments of what it watches for."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        start_when_full(owner, task_id, len(edges))  # the owner's move, as the Watcher's
-        status = owner.status(task_id)
-        if status.phase.name == "FINISHED":
-            return
-        crashed = [e for e in edges if e.process.poll() not in (None, 0)]
-        assert not crashed, (
-            f"agent {crashed[0].index} failed: {crashed[0].log_path.read_text()[-2000:]}"
-        )
-        chain.mine(1)
-        until = time.monotonic() + MINE_EVERY_S
-        while time.monotonic() < until:
-            on_tick()
-            time.sleep(0.01)
-    raise AssertionError(f"task {task_id} did not finish in {TIMEOUT_S} s")
+def watch(launched: Launched) -> list[str]:
+    """Start the agents and let the runner's Watcher drive the task to its end (a block every
+    half second); returns the Watcher's log lines."""
+    lines: list[str] = []
+    launched.watcher.log, launched.watcher.tick_s = lines.append, MINE_EVERY_S
+    for edge in launched.edges:
+        edge.start()
+    try:
+        launched.watcher.watch(timeout_s=TIMEOUT_S)
+    finally:
+        for edge in launched.edges:
+            edge.kill()
+    return lines
 
 
 @pytest.mark.ipfs
@@ -75,15 +75,10 @@ def test_three_agent_processes_with_a_real_ipfs_node_complete_two_rounds(
 ):
     node, chain = anvil
     config = config_for(tmp_path / "run", store=f"ipfs:{ipfs_node.address}")
-    owner, deployment, task, edges, _ = launch(config, chain, node.url)
-    for edge in edges:
-        edge.start()
-    try:
-        drive(chain, owner, task.task_id, edges)
-    finally:
-        for edge in edges:
-            edge.kill()
-    history = load_history(owner, task.task_id, deployment.block)
+    launched = launch_config(config, chain, node.url)
+    lines = watch(launched)
+    assert not [line for line in lines if "restarting" in line], lines
+    history = load_history(launched.owner, launched.task.task_id, launched.deployment.block)
     assert [r.accepted for r in history.rounds] == [True, True]
     assert all(len(e.rounds_joined) == 2 and e.earned > 0 for e in history.edges)
     assert sum(e.earned for e in history.edges) == sum(r.paid for r in history.rounds)
@@ -92,48 +87,53 @@ def test_three_agent_processes_with_a_real_ipfs_node_complete_two_rounds(
     assert all(ipfs_node.get(r.global_cid) for r in history.rounds)
 
 
-def test_an_agent_killed_after_saving_each_commitment_resumes_and_is_paid(anvil, tmp_path):
+def test_an_agent_killed_after_saving_each_commitment_is_restarted_and_paid(anvil, tmp_path):
     node, chain = anvil
     # Long deadlines: a restarted agent needs seconds to start; phases still close early. One
     # round: every crash happens in it.
     config = config_for(tmp_path / "run", rounds=1, phase_blocks=400)
-    owner, deployment, task, edges, _ = launch(config, chain, node.url)
-    victim = edges[0]
-    victim_address = chain.accounts[1].address
-    state_file = config.workdir / "edge-0" / "agent-state.json"
-    crashes: list[tuple[str, Step]] = []  # (kind, the victim's round-1 steps when it died)
+    launched = launch_config(config, chain, node.url)
+    task_id, victim = launched.task.task_id, launched.edges[0]
+    state_file = launched.plan.edges[0].data_dir / "agent-state.json"
+    crashes: list[tuple[str, Step | None]] = []  # (kind, the victim's round-1 steps at death)
+    stop = threading.Event()
 
-    def crash_and_restart() -> None:
-        """Kill the victim as soon as it has saved what it commits to next (it saves before it
-        sends the commitment), then start it again: it must finish the stage from the file."""
-        if len(crashes) == len(KINDS) or not state_file.exists():
-            return
-        kind = list(KINDS)[len(crashes)]
-        try:
-            state = AgentState(state_file, owner.address, task.task_id, victim_address)
-        except StateFileError:  # not written yet under this name; look again in 10 ms
-            return
-        if state.get(1, kind) is None:
-            return
-        victim.kill()
-        status = owner.status(task.task_id, victim_address)
-        crashes.append((kind, status.done if status.round == 1 else None))
-        if kind == "update":  # kept on disk until the reveal publishes them
-            assert (state_file.parent / "agent-state.round-1.update").exists()
-        victim.start()
+    def crash_after_each_commitment() -> None:
+        """SIGKILL the victim as soon as it has saved what it commits to next (it saves before
+        it sends the commitment); the Watcher must notice and start it again. Polls every
+        10 ms on its own connection, so it acts within moments of the save."""
+        own = connect("anvil", url=node.url)
+        abi = load_artifact(CONTRACT_NAME).abi
+        client = EdgeTuneClient(own, launched.owner.address, abi, own.accounts[0])
+        while not stop.is_set() and len(crashes) < len(KINDS):
+            stop.wait(0.01)
+            kind = list(KINDS)[len(crashes)]
+            try:
+                state = AgentState(state_file, client.address, task_id, victim.address)
+            except StateFileError:  # not written yet under this name; look again
+                continue
+            if state.get(1, kind) is None or victim.process is None:
+                continue
+            os.kill(victim.process.pid, signal.SIGKILL)
+            status = client.status(task_id, victim.address)
+            crashes.append((kind, status.done if status.round == 1 else None))
+            if kind == "update":  # kept on disk until the reveal publishes them
+                assert (state_file.parent / "agent-state.round-1.update").exists()
 
-    for edge in edges:
-        edge.start()
+    killer = threading.Thread(target=crash_after_each_commitment, daemon=True)
+    killer.start()
     try:
-        drive(chain, owner, task.task_id, edges, on_tick=crash_and_restart)
+        lines = watch(launched)
     finally:
-        for edge in edges:
-            edge.kill()
+        stop.set()
+        killer.join(timeout=30)
     assert [kind for kind, _ in crashes] == list(KINDS)
     # each time it died before it could reveal what it had just committed to
     assert all(done is not None and not done & KINDS[kind] for kind, done in crashes), crashes
-    history = load_history(owner, task.task_id, deployment.block)
-    (record,) = [e for e in history.edges if e.address == victim_address]
+    restarts = [line for line in lines if line.startswith("edge 0 exited with code -9")]
+    assert len(restarts) == len(KINDS), lines
+    history = load_history(launched.owner, task_id, launched.deployment.block)
+    (record,) = [e for e in history.edges if e.address == victim.address]
     assert [r.accepted for r in history.rounds] == [True]
     assert record.slashed == 0 and record.rounds_joined == [1]
     assert record.trainer_reward.get(1, 0) > 0 and record.validator_reward.get(1, 0) > 0

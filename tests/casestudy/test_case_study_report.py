@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from edgetune.agent.case_study import run_case_study
 from edgetune.casestudy.arms import CaseStudySettings
+from edgetune.casestudy.collaborative import run_case_study
 
 TOY = CaseStudySettings(
     quick=True,

@@ -1,5 +1,6 @@
-"""The case study's collaborative arm runs a vision-language task through the same contract,
-store and agents as text tasks: hospitals train LoRA on X-ray dialogues and are paid on chain."""
+"""The case study's collaborative arm runs a vision-language task through the same plan,
+executor, contract, store and agents as text tasks: hospitals train LoRA on X-ray dialogues and
+are paid on chain."""
 
 from dataclasses import replace
 from hashlib import sha256
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edgetune.agent.case_study import HospitalData, run_collaborative
 from edgetune.casestudy.arms import SHORT_ANSWERS, to_cases
+from edgetune.casestudy.collaborative import HospitalData, collaborative_plan, run_collaborative
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
 from edgetune.casestudy.vlm import (
     ALL_LINEAR,
@@ -38,28 +39,26 @@ def collaboration(tmp_path_factory):
         for h in make_hospitals(2, [24, 24], alpha=1.0, seed=3)
     ]
     test = short(balanced_test_set(2, seed=5))
-    return run_collaborative(
+    plan = collaborative_plan(
         base_dir,
         spec,
         hospitals,
-        test,
-        SHORT_ANSWERS,
         TrainConfig(steps=4, batch_size=8),
         rounds=1,
         workdir=workdir,
-        log=lambda _: None,
         diagnosis_scored=False,  # 5 audit cases, 4 steps: accuracy does not move, loss does
-    ), base_dir
+    )
+    return run_collaborative(plan, hospitals, test, SHORT_ANSWERS, log=lambda _: None), base_dir
 
 
 def test_hospitals_complete_a_paid_round_on_the_pinned_vision_model(collaboration):
     result, base_dir = collaboration
-    config = result.owner.task_config(result.task_id)
+    config = result.owner.task_config(result.task.task_id)
     assert config.base_model_hash == vlm_hash(base_dir)  # the VLM, processor files included
-    history = load_history(result.owner, result.task_id, result.deployment_block)
+    history = load_history(result.owner, result.task.task_id, result.deployment_block)
     assert [r.accepted for r in history.rounds] == [True]
     assert all(len(e.rounds_joined) == 1 and e.earned > 0 for e in history.edges)
-    assert set(result.by_round) == {0, 1}
+    assert set(result.test_metrics) == {0, 1}
     (finalized,) = history.rounds
     aggregate = result.agents[0].store.get(finalized.global_cid)
     assert "0x" + sha256(aggregate).hexdigest() == finalized.global_hash
@@ -68,7 +67,7 @@ def test_hospitals_complete_a_paid_round_on_the_pinned_vision_model(collaboratio
 def test_the_diagnosis_accuracy_utility_matches_evaluate_vlm(collaboration):
     result, _ = collaboration
     learner = result.agents[0].learner
-    final = result.agents[0].fetch_global(result.owner.status(result.task_id))
+    final = result.agents[0].fetch_global(result.owner.status(result.task.task_id))
     expected = evaluate_vlm(learner.adapted, learner.validation_samples, final, SHORT_ANSWERS)
     # Two implementations of candidate scoring (the arms' and evaluate_vlm's) agree.
     scored = replace(learner, diagnosis_scored=True)

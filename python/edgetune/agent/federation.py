@@ -1,31 +1,37 @@
-"""A whole federation on one machine: deploy, publish a task, give N edges non-IID private data,
+"""A whole federation on one machine: deploy, publish a task, give N edges their private data,
 run their agents until the task finishes, and report what happened.
 
-`run_in_process` steps every agent in one process on the embedded chain, mining a block whenever
-nobody had anything to do (so deadlines still pass when an edge is silent). The multi-process
-runner (`edgetune federation --chain anvil`) lives in `processes.py`.
+What runs is a `FederationPlan` (agent/plan.py). `FederationConfig` is the text demo's plan
+template: N edges with non-IID triage data and demo roles. There are two executors:
+`execute_in_process` steps every agent in one process (on the embedded chain, mining a block
+whenever nobody had anything to do, so deadlines still pass when an edge is silent), and
+`processes.launch(plan, ...).run(url)` runs each edge as its own `edgetune agent` process on a
+node.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 from edgetune.agent.edge import AgentSettings, EdgeAgent, RoundTimings
-from edgetune.agent.launch import STATE_FILE, build_agent
-from edgetune.agent.publish import PublishedTask, publish_task
+from edgetune.agent.launch import LearnerFactory, build_agent, clear_agent_state, text_learner
+from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
+from edgetune.agent.publish import MODEL_KINDS, PublishedTask, publish_task
 from edgetune.agent.roles import Behaviour, Role
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect
-from edgetune.chain.deploy import deploy
+from edgetune.chain.deploy import Deployment, deploy
 from edgetune.chain.types import SCORE_SCALE, Phase, TaskConfig
 from edgetune.contribution import ShapleyConfig
 from edgetune.learning import (
+    AdaptedModel,
     AdapterSpec,
     Example,
     TrainConfig,
     ensure_tiny_model,
     evaluate,
-    load_jsonl,
     save_jsonl,
     shard_non_iid,
     triage_examples,
@@ -34,6 +40,8 @@ from edgetune.learning.config import LLAMA_ALL_LINEAR
 from edgetune.storage import ContentStore, open_store
 
 ETHER = 10**18
+# The runner's own score of a global adapter on its held-out test set: (loss, accuracy).
+TestMetric = Callable[[AdaptedModel, Mapping[str, torch.Tensor]], tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,8 @@ class FederationConfig:
     store: str = "embedded"
 
     def task_template(self) -> TaskConfig:
-        zero = bytes(32)
+        zero, stake = bytes(32), int(self.stake_ether * ETHER)
+        blocks = self.phase_blocks
         return TaskConfig(
             zero,
             zero,
@@ -78,18 +87,18 @@ class FederationConfig:
             "",
             rounds=self.rounds,
             max_edges=self.edges,
-            min_stake=int(self.stake_ether * ETHER),
-            slash_absent=int(self.stake_ether * ETHER) // 4,
-            slash_non_reveal=int(self.stake_ether * ETHER) // 2,
-            slash_invalid=int(self.stake_ether * ETHER),
+            min_stake=stake,
+            slash_absent=stake // 4,
+            slash_non_reveal=stake // 2,
+            slash_invalid=stake,
             registration_blocks=1000,
-            commit_blocks=self.phase_blocks,
-            reveal_blocks=self.phase_blocks,
-            score_commit_blocks=self.phase_blocks,
-            score_reveal_blocks=self.phase_blocks,
-            tally_blocks=self.phase_blocks,
-            attest_commit_blocks=self.phase_blocks,
-            attest_reveal_blocks=self.phase_blocks,
+            commit_blocks=blocks,
+            reveal_blocks=blocks,
+            score_commit_blocks=blocks,
+            score_reveal_blocks=blocks,
+            tally_blocks=blocks,
+            attest_commit_blocks=blocks,
+            attest_reveal_blocks=blocks,
             harm_tolerance=round(self.harm_tolerance * SCORE_SCALE),
         )
 
@@ -111,116 +120,126 @@ class FederationConfig:
         """Whose data edge `index` trains on: a copier holds a copy of edge 0's."""
         return 0 if self.behaviour(index) == "copier" else index
 
+    def plan(self, accounts: Sequence[str]) -> FederationPlan:
+        """The plan on a chain whose dev account i has address `accounts[i]`: edge i signs as
+        dev account i + 1 (0 is the owner's), and a copier copies edge 0."""
+        return FederationPlan(
+            task=self.task_template(),
+            pool_wei=int(self.pool_ether * ETHER),
+            model=ModelSpec("text", self.model_dir or ensure_tiny_model(), self.spec),
+            edges=tuple(self._edge(i, accounts[1]) for i in range(self.edges)),
+            workdir=self.workdir,
+            store=f"embedded:{self.workdir / 'ipfs'}" if self.store == "embedded" else self.store,
+        )
 
-@dataclass
-class EdgeData:
-    directory: Path
-    train: list[Example]
-    validation: list[Example]
+    def _edge(self, index: int, source: str) -> EdgeSpec:
+        behaviour = self.behaviour(index)
+        role = Role(behaviour, self.seed + index, source if behaviour == "copier" else None)
+        settings = AgentSettings(
+            stake=int(self.stake_ether * ETHER), shapley=self.shapley, role=role
+        )
+        # Each edge trains with its own seed; a copier with its source's, as a Sybil would.
+        train = replace(self.train, seed=self.train.seed + 100 * self.data_source(index))
+        return EdgeSpec(index, index + 1, self.workdir / f"edge-{index}", train, settings)
 
 
 @dataclass
 class FederationResult:
+    plan: FederationPlan
     chain: Chain
     owner: EdgeTuneClient
     task: PublishedTask
     deployment_block: int
     store: ContentStore
     agents: list[EdgeAgent]
-    test_metrics: dict[
-        int, tuple[float, float]
-    ]  # round -> (loss, accuracy) of G(r) on the test set
+    test_metrics: dict[int, tuple[float, float]]  # round -> (loss, accuracy) of G(r) on test
     timings: dict[int, RoundTimings]  # round -> summed over edges
 
 
-def prepare_edge_data(config: FederationConfig) -> tuple[list[EdgeData], list[Example]]:
-    """Non-IID private shards (train.jsonl, validation.jsonl per edge) and a held-out test set."""
+def prepare_edge_data(config: FederationConfig) -> list[Example]:
+    """Write each edge's non-IID private shard (`edge-i/train.jsonl`) and its own balanced
+    `validation.jsonl`; returns the held-out test set."""
     pool = triage_examples(config.train_examples, seed=config.seed)
     shards = shard_non_iid(pool, config.edges, config.alpha, seed=config.seed, min_size=8)
-    edges = []
     for index in range(config.edges):
-        shard = shards[config.data_source(index)]
         directory = config.workdir / f"edge-{index}"
-        validation = triage_examples(config.validation_per_class * 5, seed=1000 + index)
         directory.mkdir(parents=True, exist_ok=True)
-        # A new federation is a new deployment; a fresh chain even reuses the contract address.
-        for stale in [directory / STATE_FILE, *directory.glob("agent-state.round-*")]:
-            stale.unlink(missing_ok=True)
-        save_jsonl(shard, directory / "train.jsonl")
+        save_jsonl(shards[config.data_source(index)], directory / "train.jsonl")
+        validation = triage_examples(config.validation_per_class * 5, seed=1000 + index)
         save_jsonl(validation, directory / "validation.jsonl")
-        edges.append(EdgeData(directory, load_jsonl(directory / "train.jsonl"), validation))
-    test = triage_examples(config.test_per_class * 5, seed=999_999)
-    return edges, test
+    return triage_examples(config.test_per_class * 5, seed=999_999)
+
+
+def text_test_metric(test: Sequence[Example]) -> TestMetric:
+    def metric(adapted: AdaptedModel, adapter: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+        result = evaluate(adapted, test, adapter)
+        return result.loss, result.accuracy or 0.0
+
+    return metric
+
+
+def publish_plan(
+    plan: FederationPlan, chain: Chain
+) -> tuple[EdgeTuneClient, Deployment, ContentStore, PublishedTask]:
+    """The owner's part of either executor: deploy, publish the model and the round-0 adapter,
+    create and fund the task; and wipe the edges' state from any earlier federation."""
+    plan.workdir.mkdir(parents=True, exist_ok=True)
+    owner, deployment = deploy(chain, chain.accounts[0])
+    store = open_store(plan.store)
+    assert plan.model.model_dir is not None, "the owner publishes a local model"
+    kind = MODEL_KINDS[plan.model.kind]
+    task = publish_task(
+        owner, store, plan.model.model_dir, plan.model.adapter, plan.task, plan.pool_wei, kind
+    )
+    for edge in plan.edges:
+        edge.data_dir.mkdir(parents=True, exist_ok=True)
+        clear_agent_state(edge.data_dir)
+    return owner, deployment, store, task
+
+
+def execute_in_process(
+    plan: FederationPlan,
+    chain: Chain,
+    test_metric: TestMetric,
+    log: Callable[[str], None] = print,
+    learner: LearnerFactory = text_learner,
+) -> FederationResult:
+    """Run `plan` with every agent in this process, stepping them round-robin on `chain`."""
+    owner, deployment, store, task = publish_plan(plan, chain)
+    agents = [
+        build_agent(
+            owner.as_sender(chain.accounts[edge.dev_account]),
+            task.task_id,
+            store,
+            edge,
+            plan.model,
+            log=_prefixed(log, edge),
+            learner=learner,
+        )
+        for edge in plan.edges
+    ]
+    evaluator = agents[0].learner.adapted  # type: ignore[attr-defined]
+    metrics = drive(
+        chain, owner, task.task_id, agents, lambda adapter: test_metric(evaluator, adapter), log
+    )
+    return FederationResult(
+        plan, chain, owner, task, deployment.block, store, agents, metrics, _sum_timings(agents)
+    )
 
 
 def run_in_process(
-    config: FederationConfig, log: Callable[[str], None] = print
+    config: FederationConfig, log: Callable[[str], None] = print, chain: Chain | None = None
 ) -> FederationResult:
-    """The federation in one process on the embedded chain (tests and `--chain embedded`)."""
-    chain = connect("embedded")
-    owner, deployment = deploy(chain, chain.accounts[0])
-    store = open_store(_store_spec(config))
-    model_dir = config.model_dir or ensure_tiny_model()
-    task = publish_task(
-        owner,
-        store,
-        model_dir,
-        config.spec,
-        config.task_template(),
-        int(config.pool_ether * ETHER),
-    )
-    edge_data, test = prepare_edge_data(config)
-    agents = [
-        _agent(config, owner.as_sender(chain.accounts[1 + i]), task, store, data, i, log)
-        for i, data in enumerate(edge_data)
-    ]
-    evaluator = agents[0].learner.adapted
-
-    def evaluate_global(adapter) -> tuple[float, float]:
-        result = evaluate(evaluator, test, adapter)
-        return result.loss, result.accuracy or 0.0
-
-    test_metrics = drive(chain, owner, task.task_id, agents, evaluate_global, log)
-    return FederationResult(
-        chain, owner, task, deployment.block, store, agents, test_metrics, _sum_timings(agents)
-    )
+    """The text federation of `config` in one process (tests and `--chain embedded`)."""
+    chain = chain or connect("embedded")
+    test = prepare_edge_data(config)
+    plan = config.plan([account.address for account in chain.accounts])
+    return execute_in_process(plan, chain, text_test_metric(test), log)
 
 
-def _agent(
-    config: FederationConfig,
-    client: EdgeTuneClient,
-    task: PublishedTask,
-    store: ContentStore,
-    data: EdgeData,
-    index: int,
-    log: Callable[[str], None],
-) -> EdgeAgent:
-    settings = edge_settings(config, index, source=client.chain.accounts[1].address)
-    behaviour = settings.role.behaviour
-    name = f"edge {index}" + ("" if behaviour == "honest" else f" ({behaviour})")
-    return build_agent(
-        client,
-        task.task_id,
-        store,
-        data.directory,
-        settings,
-        edge_train_config(config, index),
-        task.spec,
-        task.model_dir,
-        log=lambda message: log(f"[{name}] {message}"),
-    )
-
-
-def edge_settings(config: FederationConfig, index: int, source: str) -> AgentSettings:
-    """Edge `index`'s settings; `source` is edge 0's address (whom a copier copies)."""
-    behaviour = config.behaviour(index)
-    role = Role(behaviour, config.seed + index, source if behaviour == "copier" else None)
-    return AgentSettings(stake=int(config.stake_ether * ETHER), shapley=config.shapley, role=role)
-
-
-def edge_train_config(config: FederationConfig, index: int) -> TrainConfig:
-    """Each edge trains with its own seed; a copier with its source's, as a Sybil would."""
-    return replace(config.train, seed=config.train.seed + 100 * config.data_source(index))
+def _prefixed(log: Callable[[str], None], edge: EdgeSpec) -> Callable[[str], None]:
+    role = "" if edge.behaviour == "honest" else f" ({edge.behaviour})"
+    return lambda message: log(f"[edge {edge.index}{role}] {message}")
 
 
 def start_when_full(owner: EdgeTuneClient, task_id: int, expected: int) -> None:
@@ -271,9 +290,3 @@ def _sum_timings(agents: list[EdgeAgent]) -> dict[int, RoundTimings]:
             for kind in ("training", "storage", "chain", "shapley"):
                 setattr(summed, kind, getattr(summed, kind) + getattr(timing, kind))
     return total
-
-
-def _store_spec(config: FederationConfig) -> str:
-    if config.store == "embedded":
-        return f"embedded:{config.workdir / 'ipfs'}"
-    return config.store

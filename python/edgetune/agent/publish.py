@@ -43,6 +43,7 @@ class ModelKind:
 
 TEXT = ModelKind(base_model_files, base_model_hash, load_base_model, attach_adapter)
 VISION = ModelKind(vlm_files, vlm_hash, load_vlm, attach_vlm_adapter)
+MODEL_KINDS = {"text": TEXT, "vision": VISION}  # by `ModelSpec.kind`
 
 
 @dataclass(frozen=True)

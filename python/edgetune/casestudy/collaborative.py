@@ -1,17 +1,19 @@
 """The collaborative arm of the medical case study: hospitals fine-tune the pinned vision-language
-model together through exactly the same contract, content store and agents as any other task
-(`VisionLearner` instead of `TextLearner`), on the embedded chain in one process."""
+model together through exactly the same plan, executor, contract, content store and agents as any
+other federation (`VisionLearner` instead of `TextLearner`), on the embedded chain in one process.
+Then `run_case_study`: all four arms and the report."""
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgetune.agent.edge import AgentSettings, EdgeAgent
-from edgetune.agent.federation import drive
+import torch
+
+from edgetune.agent.edge import AgentSettings
+from edgetune.agent.federation import FederationResult, execute_in_process
 from edgetune.agent.learner import VisionLearner
-from edgetune.agent.publish import VISION, publish_task
-from edgetune.agent.state import AgentState
+from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
 from edgetune.casestudy.arms import (
     SHORT_ANSWERS,
     CaseStudySettings,
@@ -22,15 +24,12 @@ from edgetune.casestudy.arms import (
 )
 from edgetune.casestudy.hospitals import balanced_test_set
 from edgetune.casestudy.report import write_report
-from edgetune.casestudy.vlm import VisionSample, attach_vlm_adapter, load_vlm
+from edgetune.casestudy.vlm import VisionAdaptedModel, VisionSample
 from edgetune.casestudy.vlm_train import evaluate_vlm
-from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import connect
-from edgetune.chain.deploy import deploy
 from edgetune.chain.history import load_history
 from edgetune.chain.types import SCORE_SCALE, TaskConfig
 from edgetune.learning import AdapterSpec, TrainConfig
-from edgetune.storage import EmbeddedStore
 
 ETHER = 10**18
 
@@ -43,35 +42,18 @@ class HospitalData:
     sample_weights: Sequence[float] | None = None  # how often each training sample is drawn
 
 
-@dataclass
-class CollaborativeResult:
-    owner: EdgeTuneClient
-    task_id: int
-    deployment_block: int
-    agents: list[EdgeAgent]
-    by_round: dict[int, tuple[float, float]]  # round -> (test loss, test accuracy) of G(r)
-
-
-def run_collaborative(
+def collaborative_plan(
     base_dir: Path,
     spec: AdapterSpec,
     hospitals: Sequence[HospitalData],
-    test: Sequence[VisionSample],
-    candidates: dict[str, str],
     train: TrainConfig,
     rounds: int,
     workdir: Path,
-    log: Callable[[str], None] = print,
     pool_ether: float = 3.0,
     harm_tolerance: float = 0.1,
     diagnosis_scored: bool = True,
-) -> CollaborativeResult:
-    """Deploy, publish the VLM task, run one agent per hospital until the last round.
-    `diagnosis_scored`: validators value updates by diagnosis accuracy on their audit cases
-    (else by answer loss, which moves even at toy scale, where accuracy on 5 cases does not)."""
-    chain = connect("embedded")
-    owner, deployment = deploy(chain, chain.accounts[0])
-    store = EmbeddedStore(workdir / "ipfs")
+) -> FederationPlan:
+    """One edge per hospital on the VLM task; hospital i signs as dev account i + 1."""
     stake = ETHER // 2
     template = TaskConfig(
         bytes(32),
@@ -88,39 +70,59 @@ def run_collaborative(
         registration_blocks=1000,
         harm_tolerance=round(harm_tolerance * SCORE_SCALE),
     )
-    task = publish_task(owner, store, base_dir, spec, template, int(pool_ether * ETHER), VISION)
-    agents = []
-    for index, hospital in enumerate(hospitals):
-        client = owner.as_sender(chain.accounts[1 + index])
-        learner = VisionLearner(
-            attach_vlm_adapter(load_vlm(base_dir, task.config.base_model_hash), spec),
+    edges = tuple(
+        EdgeSpec(
+            index,
+            index + 1,
+            workdir / hospital.name,
+            replace(train, seed=train.seed + 100 * index),
+            AgentSettings(stake=stake),
+            "accuracy" if diagnosis_scored else "loss",
+        )
+        for index, hospital in enumerate(hospitals)
+    )
+    model = ModelSpec("vision", base_dir, spec)
+    return FederationPlan(
+        template, int(pool_ether * ETHER), model, edges, workdir, f"embedded:{workdir / 'ipfs'}"
+    )
+
+
+def run_collaborative(
+    plan: FederationPlan,
+    hospitals: Sequence[HospitalData],
+    test: Sequence[VisionSample],
+    candidates: dict[str, str],
+    log: Callable[[str], None] = print,
+) -> FederationResult:
+    """Deploy, publish the VLM task, run one agent per hospital until the last round.
+    With the plan's "accuracy" utility validators value updates by diagnosis accuracy on their
+    audit cases (else by answer loss, which moves even at toy scale, where accuracy on 5 cases
+    does not)."""
+
+    def learner(edge: EdgeSpec, adapted: VisionAdaptedModel) -> VisionLearner:
+        hospital = hospitals[edge.index]
+        return VisionLearner(
+            adapted,
             hospital.train,
             hospital.validation,
-            replace(train, seed=train.seed + 100 * index),
+            edge.train,
             hospital.sample_weights,
-            diagnosis_scored,
+            edge.utility == "accuracy",
         )
-        state_file = workdir / f"{hospital.name}.json"
-        state_file.unlink(missing_ok=True)  # an earlier run's: a fresh chain reuses the address
-        state = AgentState(state_file, client.address, task.task_id, client.sender_address)
-        agent = EdgeAgent(
-            client,
-            task.task_id,
-            store,
-            learner,
-            state,
-            AgentSettings(stake=stake),
-            log=lambda line, name=hospital.name: log(f"[{name}] {line}"),
-        )
-        agents.append(agent)
-    evaluator = agents[0].learner.adapted
 
-    def evaluate_global(adapter) -> tuple[float, float]:
-        result = evaluate_vlm(evaluator, test, adapter, candidates)
+    def test_metric(
+        adapted: VisionAdaptedModel, adapter: Mapping[str, torch.Tensor]
+    ) -> tuple[float, float]:
+        result = evaluate_vlm(adapted, test, adapter, candidates)
         return result.loss, result.accuracy or 0.0
 
-    by_round = drive(chain, owner, task.task_id, agents, evaluate_global, log)
-    return CollaborativeResult(owner, task.task_id, deployment.block, agents, by_round)
+    return execute_in_process(
+        plan,
+        connect("embedded"),
+        test_metric,  # type: ignore[arg-type]
+        log,
+        learner,  # type: ignore[arg-type]
+    )
 
 
 def run_case_study(
@@ -147,44 +149,45 @@ def run_case_study(
         )
         for i in range(len(hospitals))
     ]
-    collaboration = run_collaborative(
+    hospital_data = [
+        HospitalData(h.name, h.samples, v.samples, h.balanced_weights)
+        for h, v in zip(hospitals, validation, strict=True)
+    ]
+    train = TrainConfig(
+        steps=settings.steps_per_round,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        max_length=settings.max_length,
+    )
+    plan = collaborative_plan(
         base_dir,
         adapted.spec,
-        [
-            HospitalData(h.name, h.samples, v.samples, h.balanced_weights)
-            for h, v in zip(hospitals, validation, strict=True)
-        ],
-        test.samples,
-        SHORT_ANSWERS,
-        TrainConfig(
-            steps=settings.steps_per_round,
-            batch_size=settings.batch_size,
-            lr=settings.lr,
-            seed=settings.seed,
-            max_length=settings.max_length,
-        ),
+        hospital_data,
+        train,
         settings.rounds,
         workdir,
-        log,
         harm_tolerance=settings.harm_tolerance,
         diagnosis_scored=settings.utility == "accuracy",
     )
-    final = collaboration.agents[0].fetch_global(collaboration.owner.status(collaboration.task_id))
+    collaboration = run_collaborative(plan, hospital_data, test.samples, SHORT_ANSWERS, log)
+    task_id = collaboration.task.task_id
+    final = collaboration.agents[0].fetch_global(collaboration.owner.status(task_id))
     results["collaborative"] = evaluate_arm(adapted, test, final, "collaborative")
     results["by_round"] = [
-        (r, accuracy) for r, (_, accuracy) in sorted(collaboration.by_round.items())
+        (r, accuracy) for r, (_, accuracy) in sorted(collaboration.test_metrics.items())
     ]
     results["pool"] = _add_rewards(results["hospitals"], collaboration)
     results["wall_times"]["collaborative"] = time.perf_counter() - started
     return write_report(results, out_dir), results
 
 
-def _add_rewards(rows: list[dict], collaboration: CollaborativeResult) -> dict:
+def _add_rewards(rows: list[dict], collaboration: FederationResult) -> dict:
     """Each hospital's median Shapley score by round (None: its update was left out, or the
     round found no consensus) and on-chain reward, from events; returns what the pool held,
     what the contract paid and which rounds found no consensus."""
     history = load_history(
-        collaboration.owner, collaboration.task_id, collaboration.deployment_block
+        collaboration.owner, collaboration.task.task_id, collaboration.deployment_block
     )
     records = {record.address: record for record in history.edges}
     for row, agent in zip(rows, collaboration.agents, strict=True):

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from edgetune.agent.roles import BEHAVIOURS
 from edgetune.cli.common import (
@@ -13,6 +14,7 @@ from edgetune.cli.common import (
     ChainOption,
     ContractOption,
     DevAccountOption,
+    JsonOption,
     KeystoreOption,
     PortOption,
     RpcUrlOption,
@@ -28,7 +30,14 @@ from edgetune.cli.common import (
 @one_line_errors
 def agent_command(
     task: Annotated[int, typer.Option(help="Task id to work on.")],
-    data: Annotated[Path, typer.Option(help="Folder with train.jsonl and validation.jsonl.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Folder with train.jsonl and validation.jsonl.")
+    ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(help="A federation's plan file: every setting of edge --edge comes from it."),
+    ] = None,
+    edge: Annotated[int | None, typer.Option(help="Which edge of --plan to run.")] = None,
     chain: ChainOption = "anvil",
     rpc_url: RpcUrlOption = None,
     keystore: KeystoreOption = None,
@@ -55,46 +64,56 @@ def agent_command(
     ] = None,
     role_seed: Annotated[int, typer.Option(help="Seed of the poisoner's/copier's noise.")] = 0,
 ) -> None:
-    """Run one edge: register, then train, commit, reveal, score, attest every round."""
+    """Run one edge: register, then train, commit, reveal, score, attest every round. Either
+    --plan FILE --edge I (as `edgetune federation` starts its agents) or --data and the flags."""
     from dataclasses import replace
 
     from edgetune.agent.edge import AgentSettings
-    from edgetune.agent.launch import build_agent
+    from edgetune.agent.launch import AgentOptionsError, build_agent
+    from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
     from edgetune.agent.roles import Role
     from edgetune.contribution import ShapleyConfig
     from edgetune.learning import AdapterSpec, TrainConfig
     from edgetune.storage import open_store
     from edgetune.views import timings_table
 
-    if behaviour not in BEHAVIOURS:
-        raise typer.BadParameter(f"--behaviour must be one of {', '.join(BEHAVIOURS)}")
+    if plan is not None:
+        if edge is None:
+            raise AgentOptionsError("--plan needs --edge: which of its edges to run")
+        federation = FederationPlan.load(plan)
+        edge_spec, model_spec, ipfs = federation.edge(edge), federation.model, federation.store
+        dev_account = edge_spec.dev_account
+    else:
+        if data is None:
+            raise AgentOptionsError("pass --data DIR (or --plan FILE --edge I)")
+        if behaviour not in BEHAVIOURS:
+            raise AgentOptionsError(f"--behaviour must be one of {', '.join(BEHAVIOURS)}")
+        shapley = ShapleyConfig()
+        if shapley_exact is not None:
+            shapley = replace(shapley, exact_max_players=shapley_exact)
+        settings = AgentSettings(
+            stake=int(stake * WEI_PER_ETHER),
+            shapley=shapley,
+            role=Role(behaviour, role_seed, copy_of),  # type: ignore[arg-type]
+        )
+        train = TrainConfig(steps=steps, seed=seed)
+        train = replace(train, lr=lr if lr is not None else train.lr)
+        train = replace(train, batch_size=batch_size or train.batch_size)
+        edge_spec = EdgeSpec(0, dev_account, data, train, settings)
+        adapter = AdapterSpec.from_json(spec.read_text()) if spec else AdapterSpec()
+        model_spec = ModelSpec("text", model, adapter)
     connection = connect_chain(chain, rpc_url, keystore)
     client = contract_client(connection, contract, dev_account)
-    shapley = ShapleyConfig()
-    if shapley_exact is not None:
-        shapley = replace(shapley, exact_max_players=shapley_exact)
-    settings = AgentSettings(
-        stake=int(stake * WEI_PER_ETHER),
-        shapley=shapley,
-        role=Role(behaviour, role_seed, copy_of),  # type: ignore[arg-type]
-    )
-    train = TrainConfig(steps=steps, seed=seed)
-    train = replace(train, lr=lr if lr is not None else train.lr)
-    train = replace(train, batch_size=batch_size or train.batch_size)
-    adapter_spec = AdapterSpec.from_json(spec.read_text()) if spec else None
-    edge = build_agent(
+    agent = build_agent(
         client,
         task,
         open_store(ipfs),
-        data,
-        settings,
-        train,
-        adapter_spec,
-        model,
-        log=lambda line: console.print(f"[{client.sender_address[:10]}] {line}"),
+        edge_spec,
+        model_spec,
+        log=lambda line: console.print(f"[{client.sender_address[:10]}] {line}", markup=False),
     )
-    edge.run()
-    console.print(timings_table(edge.timings, f"edge {client.sender_address}: time per round"))
+    agent.run()
+    console.print(timings_table(agent.timings, f"edge {client.sender_address}: time per round"))
     console.print(f"task {task} is over; owed {client.owed(client.sender_address) / 1e18:.6f} ETH")
 
 
@@ -117,18 +136,15 @@ def federation_command(
     plot: Annotated[Path, typer.Option(help="Where to write the rewards figure.")] = Path(
         ".edgetune/federation/rewards.png"
     ),
+    as_json: JsonOption = False,
 ) -> None:
     """Run a whole federation locally: deploy, publish a task, N edges with non-IID data."""
     from edgetune.agent.federation import FederationConfig, run_in_process
     from edgetune.agent.processes import run_processes
-    from edgetune.chain.client import EdgeTuneClient
-    from edgetune.chain.compiler import load_artifact
-    from edgetune.chain.connect import connect
-    from edgetune.chain.deploy import CONTRACT_NAME
     from edgetune.chain.history import load_history
     from edgetune.chain.nodes import AnvilNode
     from edgetune.learning import TrainConfig, resolve_base_model
-    from edgetune.views import edges_table, plot_rewards, rounds_table, timings_table
+    from edgetune.views import edges_table, history_json, plot_rewards, rounds_table, timings_table
 
     config = FederationConfig(
         edges=edges,
@@ -141,24 +157,27 @@ def federation_command(
         model_dir=None if model == "tiny" else resolve_base_model(model),
         store=ipfs,
     )
+    # With --json stdout carries the JSON alone; progress goes to stderr.
+    out = Console(stderr=True) if as_json else console
+    log = lambda line: out.print(line, markup=False)  # noqa: E731
     if chain == "embedded":
-        result = run_in_process(config, log=lambda line: console.print(line, markup=False))
-        accounts = result.chain.accounts
+        result = run_in_process(config, log=log)
+        connection, plan = result.chain, result.plan
         history = load_history(result.owner, result.task.task_id, result.deployment_block)
-        console.print(timings_table(result.timings, "time per round, summed over edges"))
+        out.print(timings_table(result.timings, "time per round, summed over edges"))
     else:
         node = AnvilNode(port=port)
         node.start()
-        connection = connect("anvil", url=node.url)
-        record = run_processes(config, connection, node.url)
-        accounts = connection.accounts
-        client = EdgeTuneClient(
-            connection, record.contract, load_artifact(CONTRACT_NAME).abi, connection.accounts[0]
-        )
+        connection = connect_chain("anvil", node.url, None)
+        plan, record = run_processes(config, connection, node.url, node, not as_json, log)
+        client = contract_client(connection, record.contract, 0)
         history = load_history(client, record.task_id, record.from_block)
-    roles = {accounts[1 + i].address: f"{i} {config.behaviour(i)}" for i in range(edges)}
-    console.print(rounds_table(history), edges_table(history, roles))
-    console.print(f"rewards figure: {plot_rewards(history, plot, roles)}")
+    roles = plan.roles({i: account.address for i, account in enumerate(connection.accounts)})
+    if as_json:
+        typer.echo(history_json(history))
+    else:
+        console.print(rounds_table(history), edges_table(history, roles))
+    out.print(f"rewards figure: {plot_rewards(history, plot, roles)}")
 
 
 @app.command("case-study")
@@ -180,8 +199,8 @@ def case_study_command(
     collaboration, pooled), with on-chain rewards; writes the report and figures."""
     from dataclasses import replace
 
-    from edgetune.agent.case_study import run_case_study
     from edgetune.casestudy.arms import CaseStudySettings
+    from edgetune.casestudy.collaborative import run_case_study
 
     settings = CaseStudySettings.full_run() if full else CaseStudySettings.quick_run()
     settings = replace(settings, language_model=language_model)
