@@ -34,7 +34,7 @@ from edgetune.agent.state import (
 )
 from edgetune.agent.validation import Scorecard, attest_round, score_round
 from edgetune.chain.client import EdgeTuneClient
-from edgetune.chain.errors import ChainUnavailable
+from edgetune.chain.errors import ChainUnavailable, TransactionPending
 from edgetune.chain.reverts import RACES, ContractRevert
 from edgetune.chain.types import SCORE_SCALE, Phase, RevealedUpdate, Status, Step, commitment
 from edgetune.contribution import ShapleyConfig
@@ -129,7 +129,9 @@ class EdgeAgent:
         while not stop_when():
             try:
                 acted, running = self.step()
-            except ChainUnavailable as outage:
+            except (ChainUnavailable, TransactionPending) as outage:
+                # The transport retried this read or send for its whole budget; a pending
+                # transaction stays journaled, and the next send awaits it.
                 now = time.monotonic()
                 if down_since is None:
                     down_since = now
