@@ -163,7 +163,8 @@ def plot_rewards(history: TaskHistory, path: Path, roles: Mapping[str, str] | No
         xlabel="median score",
         ylabel="trainer reward (ETH)",
     )
-    cumulative.legend(fontsize=8)
+    if history.edges:
+        cumulative.legend(fontsize=8)
     figure.tight_layout()
     try:
         figure.savefig(path, dpi=120)

@@ -4,6 +4,7 @@ linked in) and one anvil per module, so CLI tests never touch the user's files o
 `cli(...)` runs `edgetune` in-process with EDGETUNE_ROOT pointing at that project; `quiet(...)`
 asserts a command sent nothing (no block mined, no dev account's nonce moved)."""
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         yield Project(root, node, connect("anvil", url=node.url))
 
 
+@pytest.fixture(scope="module")
+def deployed(project: Project) -> dict:
+    """EdgeTune deployed through `edgetune deploy --json`: what it printed."""
+    result = project.cli("deploy", "--rpc-url", project.url, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 @pytest.fixture
 def quiet(project: Project) -> Iterator[Callable[[], None]]:
     """Call it after a command: fails if the command mined a block or sent a transaction."""
@@ -63,12 +72,15 @@ def _assert_same(before: tuple[int, ...], after: tuple[int, ...]) -> None:
     assert after == before, "the command sent a transaction"
 
 
-def one_line_error(result: Result, *fragments: str) -> str:
-    """The command failed with exit 1 and printed exactly one line, holding `fragments`."""
-    lines = result.output.strip().splitlines()
+def one_line_error(result: Result, *fragments: str, printed: bool = False) -> str:
+    """The command failed with exit 1 and wrote exactly one line to stderr, holding `fragments`,
+    and nothing to stdout unless `printed` (--json output before a later failure)."""
     assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not a crash
     assert "Traceback" not in result.output
-    assert len(lines) == 1, result.output
+    assert printed or not result.stdout, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines[0]
     for fragment in fragments:
         assert fragment in lines[0], lines[0]

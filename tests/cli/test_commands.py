@@ -22,13 +22,6 @@ POOL = 6 * ETHER
 
 
 @pytest.fixture(scope="module")
-def deployed(project: Project) -> dict:
-    result = project.cli("deploy", "--rpc-url", project.url, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-@pytest.fixture(scope="module")
 def finished(project: Project, deployed: dict) -> int:
     """A one-round task run to the end by three edges (dev accounts 1-3); edge 1 then
     released its stake and withdrew everything through the CLI."""
