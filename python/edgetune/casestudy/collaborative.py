@@ -195,7 +195,7 @@ def _add_rewards(rows: list[dict], collaboration: FederationResult) -> dict:
         row["shapley_by_round"] = [record.scores.get(r.round) for r in history.rounds]
         row["reward_eth"] = record.earned / ETHER
     return {
-        "funded_eth": history.pool / ETHER,
+        "funded_eth": history.funded / ETHER,
         "paid_eth": sum(r.paid for r in history.rounds) / ETHER,
         "rejected_rounds": [r.round for r in history.rounds if not r.accepted],
     }
