@@ -271,3 +271,18 @@ def test_a_dead_agent_is_restarted_a_bounded_number_of_times(no_history, tmp_pat
         "edge 0 exited with code 3; restarting it (2 of 2)",
     ]
     assert sum("leaving it out" in line for line in lines) == 1, lines
+
+
+@pytest.mark.parametrize(
+    ("argv", "cause"),
+    [
+        (["--plan", "plan.json"], "needs --edge I"),
+        ([], "--data missing"),
+        (["--data", ".", "--behaviour", "saboteur"], "--behaviour saboteur: must be one of"),
+    ],
+)
+def test_agent_options_that_name_no_edge_are_one_line_and_exit_1(captured, argv, cause):
+    result = CliRunner().invoke(app, ["agent", "--task", "1", *argv])
+    assert result.exit_code == 1
+    assert cause in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "edge" not in captured

@@ -79,7 +79,3 @@ def clear_agent_state(data_dir: Path) -> None:
     address and task ids, so they would otherwise be taken for this one's."""
     for stale in [data_dir / STATE_FILE, *data_dir.glob("agent-state.round-*")]:
         stale.unlink(missing_ok=True)
-
-
-class AgentOptionsError(EdgetuneError):
-    """`edgetune agent` was given neither a plan edge nor a data folder, or a role it lacks."""

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from edgetune.agent.roles import BEHAVIOURS
 from edgetune.cli.common import (
@@ -22,8 +21,10 @@ from edgetune.cli.common import (
     connect_chain,
     console,
     contract_client,
+    err_console,
     one_line_errors,
 )
+from edgetune.cli.errors import InvalidOption
 
 
 @app.command("agent")
@@ -69,7 +70,7 @@ def agent_command(
     from dataclasses import replace
 
     from edgetune.agent.edge import AgentSettings
-    from edgetune.agent.launch import AgentOptionsError, build_agent
+    from edgetune.agent.launch import build_agent
     from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
     from edgetune.agent.roles import Role
     from edgetune.contribution import ShapleyConfig
@@ -79,15 +80,15 @@ def agent_command(
 
     if plan is not None:
         if edge is None:
-            raise AgentOptionsError("--plan needs --edge: which of its edges to run")
+            raise InvalidOption("--plan", plan, "needs --edge I: which of its edges to run")
         federation = FederationPlan.load(plan)
         edge_spec, model_spec, ipfs = federation.edge(edge), federation.model, federation.store
         dev_account = edge_spec.dev_account
     else:
         if data is None:
-            raise AgentOptionsError("pass --data DIR (or --plan FILE --edge I)")
+            raise InvalidOption("--data", "missing", "give a data folder, or --plan FILE --edge I")
         if behaviour not in BEHAVIOURS:
-            raise AgentOptionsError(f"--behaviour must be one of {', '.join(BEHAVIOURS)}")
+            raise InvalidOption("--behaviour", behaviour, f"must be one of {', '.join(BEHAVIOURS)}")
         shapley = ShapleyConfig()
         if shapley_exact is not None:
             shapley = replace(shapley, exact_max_players=shapley_exact)
@@ -158,8 +159,11 @@ def federation_command(
         store=ipfs,
     )
     # With --json stdout carries the JSON alone; progress goes to stderr.
-    out = Console(stderr=True) if as_json else console
-    log = lambda line: out.print(line, markup=False)  # noqa: E731
+    out = err_console if as_json else console
+
+    def log(line: str) -> None:
+        out.print(line, markup=False)
+
     if chain == "embedded":
         result = run_in_process(config, log=log)
         connection, plan = result.chain, result.plan
