@@ -9,7 +9,12 @@ on anvil with one thread per agent (each with its own connection) for the chain 
 
 import errno
 import os
-from dataclasses import replace
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,13 +22,20 @@ import pytest
 from edgetune.agent import federation
 from edgetune.agent.content import ContentPending
 from edgetune.agent.edge import AgentSettings, ChainOutageTooLong, EdgeAgent
-from edgetune.agent.federation import FederationConfig
+from edgetune.agent.federation import FederationConfig, start_when_full
+from edgetune.agent.launch import build_agent
 from edgetune.agent.state import AgentState, CommittedUpdate, StateFileError
+from edgetune.chain.client import EdgeTuneClient
+from edgetune.chain.connect import connect
 from edgetune.chain.errors import ChainUnavailable, TransactionPending
+from edgetune.chain.nodes import AnvilNode
+from edgetune.chain.transport import RetryPolicy
 from edgetune.chain.types import Phase, RevealedUpdate, Status, Step
 from edgetune.learning import TrainConfig
 from edgetune.storage import ContentNotFound, StorageUnavailable
 
+from ..faults.rpc_proxy import RpcProxy
+from ..ports import free_port
 from .federations import Chronicle, run_federation
 
 COMMITTING = Status(
@@ -158,19 +170,23 @@ def test_an_unreachable_update_is_judged_unavailable_only_as_the_phase_ends():
 
 
 class FlakyStore:
-    """A content store that, once `watch()`ed, fails the next `outage` reads of anything put
-    after that (the updates, published at reveal): unreachable and missing blocks in turn."""
+    """A content store that, once `watch()`ed, refuses the next `put_outage` writes (the updates,
+    published at reveal) and fails the next `outage` reads of anything put after that:
+    unreachable and missing blocks in turn."""
 
-    def __init__(self, store, outage: int) -> None:
-        self.store, self.outage = store, outage
+    def __init__(self, store, outage: int, put_outage: int) -> None:
+        self.store, self.outage, self.put_outage = store, outage, put_outage
         self.watched: set[str] | None = None
-        self.failed = 0
+        self.failed = self.refused = 0
 
     def watch(self) -> None:
         if self.watched is None:
             self.watched = set()
 
     def put(self, data: bytes) -> str:
+        if self.watched is not None and self.refused < self.put_outage:
+            self.refused += 1
+            raise StorageUnavailable("IPFS node at /ip4/127.0.0.1/tcp/5001 unreachable")
         cid = self.store.put(data)
         if self.watched is not None:
             self.watched.add(cid)
@@ -185,16 +201,18 @@ class FlakyStore:
         return self.store.get(cid)
 
 
-def test_a_content_outage_in_the_scoring_phase_costs_no_stake(tmp_path, monkeypatch):
-    # 45 failed reads: at 3 agents reading 3 updates each per poll, several polls and blocks of
-    # outage; the old agent marked the first unreachable update invalid (or died on the global).
+def test_a_content_outage_at_reveal_and_in_scoring_costs_no_stake(tmp_path, monkeypatch):
+    # 5 refused publications at reveal (the old agent died on the first), then 45 failed reads:
+    # at 3 agents reading 3 updates each per poll, several polls and blocks of outage (the old
+    # agent, after 3 quick retries, marked an unreachable update invalid).
     stores: list[FlakyStore] = []
     real_open = federation.open_store
-    monkeypatch.setattr(
-        federation,
-        "open_store",
-        lambda spec: stores.append(FlakyStore(real_open(spec), 45)) or stores[-1],
-    )
+
+    def open_flaky(spec: str) -> FlakyStore:
+        stores.append(FlakyStore(real_open(spec), outage=45, put_outage=5))
+        return stores[-1]
+
+    monkeypatch.setattr(federation, "open_store", open_flaky)
     lines: list[str] = []
 
     def log(line: str) -> None:
@@ -211,9 +229,172 @@ def test_a_content_outage_in_the_scoring_phase_costs_no_stake(tmp_path, monkeypa
         workdir=tmp_path,
     )
     result = run_federation(config, log=log)
-    assert stores[0].failed == 45
+    assert (stores[0].refused, stores[0].failed) == (5, 45)
+    assert any("our update cannot be published yet" in line for line in lines)
     assert any("cannot be fetched yet" in line for line in lines)
     (record,) = Chronicle(result).rounds
     assert record.slashes == []
     assert [ballot.valid_mask for ballot in record.ballots] == [0b111] * 3
     assert record.finalized.accepted
+
+
+# ---------------------------------------------------------------------- anvil faults, live
+
+TIMEOUT_S = 300
+# Each agent's transport gives up on a read after 1 s, so the faults below (longer) reach the
+# agent's own outage handling instead of being ridden out inside one call.
+AGENT_RETRY = RetryPolicy(budget_s=1.0, max_backoff_s=0.2)
+OUTAGE_S = 5.0
+
+
+@dataclass
+class LiveFederation:
+    owner: EdgeTuneClient
+    task_id: int
+    agents: list[EdgeAgent]
+    lines: list[str]
+    expected_wei: int  # the pool plus every stake: what the contract must still hold
+
+
+def live_config(workdir: Path) -> FederationConfig:
+    return FederationConfig(
+        edges=3,
+        rounds=1,
+        train=TrainConfig(steps=2),
+        validation_per_class=2,
+        test_per_class=1,
+        phase_blocks=200,  # 1 s blocks on a busy machine; every phase closes early anyway
+        workdir=workdir,
+    )
+
+
+@pytest.fixture
+def anvil_node(tmp_path: Path) -> Iterator[AnvilNode]:
+    node = AnvilNode(port=free_port(), block_time=1, state_file=tmp_path / "anvil-state.json")
+    with node:
+        yield node
+
+
+def run_live(
+    node: AnvilNode,
+    agent_url: str,
+    workdir: Path,
+    trigger: str,
+    fault: Callable[[], None],
+) -> LiveFederation:
+    """Three agents, one thread each (own connection, via `agent_url`), on `node`; `fault()` runs
+    on this thread as soon as an agent first logs a line containing `trigger`."""
+    config = live_config(workdir)
+    chain = connect("anvil", url=node.url)
+    federation.prepare_edge_data(config)
+    plan = config.plan([account.address for account in chain.accounts])
+    owner, _, store, task = federation.publish_plan(plan, chain)
+    lines: list[str] = []
+    triggered = threading.Event()
+
+    def log_for(index: int) -> Callable[[str], None]:
+        def log(line: str) -> None:
+            lines.append(f"[edge {index}] {line}")
+            if trigger in line:
+                triggered.set()
+
+        return log
+
+    agents = []
+    for edge in plan.edges:
+        own = connect("anvil", url=agent_url, retry=AGENT_RETRY)
+        client = EdgeTuneClient(
+            own, owner.address, owner.contract.abi, own.accounts[edge.dev_account]
+        )
+        settings = replace(edge.settings, outage_poll_max_s=0.5)
+        agents.append(
+            build_agent(
+                client,
+                task.task_id,
+                store,
+                replace(edge, settings=settings),
+                plan.model,
+                log=log_for(edge.index),
+            )
+        )
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def work(agent: EdgeAgent) -> None:
+        try:
+            agent.run(stop_when=stop.is_set)
+        except BaseException as error:  # reported by the test, not lost in the thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(agent,), daemon=True) for agent in agents]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while owner.status(task.task_id).phase == Phase.REGISTRATION:
+            start_when_full(owner, task.task_id, len(agents))
+            assert not errors and time.monotonic() < deadline, (errors, lines[-5:])
+            time.sleep(0.2)
+        assert triggered.wait(max(deadline - time.monotonic(), 0)), lines[-5:]
+        fault()
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        assert not any(t.is_alive() for t in threads), f"agents still running: {lines[-5:]}"
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not errors, errors
+    print("\n".join(lines))  # pytest -rP shows how each agent lived through the fault
+    expected = plan.pool_wei + sum(edge.settings.stake for edge in plan.edges)
+    return LiveFederation(owner, task.task_id, agents, lines, expected)
+
+
+def assert_round_completed_and_funds_conserved(live: LiveFederation) -> None:
+    owner, task_id = live.owner, live.task_id
+    (finalized,) = owner.round_events(task_id, 1, "RoundFinalized")
+    assert finalized.accepted
+    assert owner.round_events(task_id, 1, "Slashed") == []  # every edge here is honest
+    assert len(owner.score_ballots(task_id, 1)) == 3
+    edges = [agent.address for agent in live.agents]
+    held = (
+        sum(owner.stake_of(task_id, edge) for edge in edges)
+        + sum(owner.owed(account) for account in [*edges, owner.sender_address])
+        + owner.task_funds(task_id).pool
+    )
+    balance = owner.w3.eth.get_balance(owner.address)
+    assert balance == held == live.expected_wei  # nothing lost or created, and all accounted
+
+
+@pytest.mark.anvil
+def test_anvil_killed_hard_mid_round_restarts_from_its_saved_state_and_the_round_completes(
+    anvil_node: AnvilNode, tmp_path: Path
+):
+    def kill_and_restart() -> None:
+        pid = anvil_node.pid()
+        os.killpg(pid, signal.SIGKILL)  # no clean exit: only the periodic state dump remains
+        deadline = time.monotonic() + 30
+        while anvil_node.pid() is not None:
+            assert time.monotonic() < deadline, "anvil survived SIGKILL"
+            time.sleep(0.05)
+        time.sleep(OUTAGE_S)  # the outage the agents live through
+        anvil_node.start()
+
+    live = run_live(anvil_node, anvil_node.url, tmp_path, "revealed update", kill_and_restart)
+    assert any("chain unavailable" in line for line in live.lines)
+    assert any("chain is back" in line for line in live.lines)
+    assert_round_completed_and_funds_conserved(live)
+
+
+@pytest.mark.anvil
+def test_an_rpc_outage_longer_than_the_transport_retries_is_waited_out(
+    anvil_node: AnvilNode, tmp_path: Path
+):
+    with RpcProxy(anvil_node.url) as proxy:
+        live = run_live(
+            anvil_node, proxy.url, tmp_path, "committed scores", lambda: proxy.refuse(OUTAGE_S)
+        )
+    outages = [line for line in live.lines if "chain unavailable" in line]
+    assert outages and all("refused" in line or "unavailable" in line for line in outages)
+    assert sum("chain is back" in line for line in live.lines) == len(outages)
+    assert_round_completed_and_funds_conserved(live)
