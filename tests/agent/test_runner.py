@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from edgetune.agent import federation, launch, processes
@@ -18,6 +19,7 @@ from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
 from edgetune.agent.processes import EdgeProcess, FederationFailed, Watcher, agent_argv
 from edgetune.agent.publish import PublishedTask
 from edgetune.chain.errors import ChainUnavailable
+from edgetune.chain.history import EdgeRecord
 from edgetune.chain.types import Phase, TaskConfig
 from edgetune.cli import app
 from edgetune.contribution import ShapleyConfig
@@ -286,3 +288,17 @@ def test_agent_options_that_name_no_edge_are_one_line_and_exit_1(captured, argv,
     assert result.exit_code == 1
     assert cause in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert "edge" not in captured
+
+
+def test_the_live_table_names_edges_as_the_final_tables_do(tmp_path):
+    edges = [
+        EdgeProcess(i, ADDRESSES[i], role, [], tmp_path / f"edge-{i}.log")
+        for i, role in enumerate(("honest", "lazy"))
+    ]
+    watch, _ = watcher(FakeOwner([Phase.REGISTRATION]), edges)
+    # Only edge 1 has registered, and first: registration order names it #0.
+    watch.history = SimpleNamespace(rounds=[], edges=[EdgeRecord(0, ADDRESSES[1])])
+    screen = Console(record=True, width=200)
+    screen.print(watch.view())
+    text = screen.export_text()
+    assert "#0 lazy 0x0000…0002" in text and "honest 0x0000…0001" in text, text

@@ -44,6 +44,7 @@ from edgetune.chain.types import Phase
 from edgetune.errors import EdgetuneError
 from edgetune.learning import AdaptedModel, adapter_from_bytes
 from edgetune.storage import ContentStore, fetch_verified
+from edgetune.views import edge_label, short_address
 
 ETHER = 10**18
 PLAN_FILE = "plan.json"
@@ -342,12 +343,18 @@ class Watcher:
         for column in ("edge", "median Shapley score by round", "earned (ETH)", "last log line"):
             table.add_column(column)
         records = {e.address: e for e in self.history.edges} if self.history else {}
+        roles = {edge.address: edge.behaviour for edge in self.edges}
         for edge in self.edges:
             record = records.get(edge.address)
             scores = (
                 " ".join(f"{s:+.3f}" for _, s in sorted(record.scores.items())) if record else ""
             )
             earned = f"{record.earned / ETHER:.4f}" if record else ""
-            label = f"{edge.index} {edge.behaviour} {edge.address[:8]}…{edge.address[-4:]}"
+            # Named as the final tables name it (registration order); unregistered: no index yet.
+            label = (
+                edge_label(record, roles)
+                if record
+                else f"{edge.behaviour} {short_address(edge.address)}"
+            )
             table.add_row(label, scores, earned, edge.last_line())
         return table

@@ -178,7 +178,7 @@ def federation_command(
         history = load_history(client, record.task_id, record.from_block)
     roles = plan.roles({i: account.address for i, account in enumerate(connection.accounts)})
     if as_json:
-        typer.echo(history_json(history))
+        typer.echo(history_json(history, roles))
     else:
         console.print(rounds_table(history), edges_table(history, roles))
     out.print(f"rewards figure: {plot_rewards(history, plot, roles)}")
