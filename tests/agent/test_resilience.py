@@ -68,19 +68,23 @@ def bare_agent(client, settings: AgentSettings | None = None, state: AgentState 
 
 
 class FlakyChain:
-    """A client whose status read fails `outage` times, then says the task is over."""
+    """A client whose reads fail with each of `outage` in turn; then the task is over."""
 
     def __init__(self, outage: list[Exception]) -> None:
         self.outage = outage
-        self.chain = SimpleNamespace(forgotten=0)
+        self.chain = SimpleNamespace(forgotten=0, block_number=self.block_number)
         self.chain.forget_nonces = lambda: setattr(
             self.chain, "forgotten", self.chain.forgotten + 1
         )
 
     def status(self, task_id: int) -> Status:
+        self.block_number()
+        return FINISHED
+
+    def block_number(self) -> int:
         if self.outage:
             raise self.outage.pop(0)
-        return FINISHED
+        return 100
 
 
 # ---------------------------------------------------------------------- the chain goes away

@@ -128,6 +128,12 @@ class EdgeAgent:
         down_since: float | None = None
         while not stop_when():
             try:
+                if down_since is not None:
+                    self.client.chain.block_number()  # answers again: say so before acting
+                    self.log(f"chain is back after {time.monotonic() - down_since:.1f} s")
+                    down_since = None
+                    # A node restarted from a saved state may have lost the last transactions.
+                    self.client.chain.forget_nonces()
                 acted, running = self.step()
             except (ChainUnavailable, TransactionPending) as outage:
                 # The transport retried this read or send for its whole budget; a pending
@@ -143,11 +149,6 @@ class EdgeAgent:
                 wait = min(wait * 2, self.settings.outage_poll_max_s)
                 time.sleep(wait)
                 continue
-            if down_since is not None:
-                self.log(f"chain is back after {time.monotonic() - down_since:.1f} s")
-                down_since = None
-                # A node restarted from a saved state may have lost the last transactions.
-                self.client.chain.forget_nonces()
             if not running:
                 return
             wait = self.settings.poll_min_s if acted else min(wait * 2, self.settings.poll_max_s)
