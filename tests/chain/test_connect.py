@@ -60,6 +60,15 @@ def test_revert_on_chain_is_decoded_too(embedded: Chain, counter: Contract) -> N
     assert send(embedded, counter.functions.inc(1), embedded.accounts[0])["status"] == 1
 
 
+def test_running_out_of_gas_is_named_so_not_blamed_on_a_race(
+    embedded: Chain, counter: Contract
+) -> None:
+    with pytest.raises(TransactionReverted) as caught:
+        send(embedded, counter.functions.inc(1), embedded.accounts[0], gas=30_000)
+    assert caught.value.error == "OutOfGas" and caught.value.values == {"gas_limit": 30_000}
+    assert caught.value.tx_hash is not None
+
+
 def test_decoder_knows_builtin_errors_and_flags_unknown_ones() -> None:
     decoder = ErrorDecoder()
     message = bytes.fromhex("08c379a0") + encode(["string"], ["nope"])
