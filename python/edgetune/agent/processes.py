@@ -37,7 +37,7 @@ from edgetune.agent.publish import PublishedTask
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain
 from edgetune.chain.deploy import Deployment, RunRecord, save_deployment
-from edgetune.chain.errors import ChainUnavailable, NodeError
+from edgetune.chain.errors import ChainUnavailable, NodeError, TransactionPending
 from edgetune.chain.history import TaskHistory, load_history
 from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.types import Phase
@@ -229,7 +229,7 @@ class Watcher:
         while time.monotonic() < deadline:
             try:
                 finished = self._poll()
-            except ChainUnavailable as down:
+            except (ChainUnavailable, TransactionPending) as down:  # the owner's start() too
                 self._chain_unavailable(down)
             else:
                 if finished:
@@ -256,7 +256,7 @@ class Watcher:
         self.chain.mine(1)
         return False
 
-    def _chain_unavailable(self, down: ChainUnavailable) -> None:
+    def _chain_unavailable(self, down: ChainUnavailable | TransactionPending) -> None:
         if not self.chain_down:
             self.chain_down = True
             self.log(f"{down}; still watching")
