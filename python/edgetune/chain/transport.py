@@ -1,9 +1,12 @@
 """The transaction pipeline: every read and every transaction of a Chain goes through here.
 
-Reads (calls, logs, block numbers, receipts) are retried on a transient fault (connection
-refused or reset, timeout, HTTP 5xx/429) with exponential backoff, for up to
-`RetryPolicy.budget_s` (30 s by default) per read; after that `ChainUnavailable` (one line) is
-raised and the caller may simply poll again later: nothing is lost.
+Reads (calls, estimates, logs, block numbers, receipts; any web3 read through `Chain.read`)
+and broadcasts are retried on a transient fault (connection refused or reset, timeout, HTTP
+5xx/429) with exponential backoff (0.1 s doubling to 2 s), for up to `RetryPolicy.budget_s`
+(30 s by default, `connect(..., retry=RetryPolicy(budget_s=...))`) per read; after that
+`ChainUnavailable` (one line) is raised and the caller may simply poll again later: nothing is
+lost, and a transaction already broadcast stays journaled. A node's own error answer (a revert,
+a refusal) is never retried here.
 
 Sending one transaction:
 1. Earlier unconfirmed transactions of the same sender (the journal, below) are settled first:
