@@ -153,6 +153,10 @@ def test_a_full_disk_stops_the_agent_before_its_commit_is_sent(tmp_path, monkeyp
         agent.step()
     assert sent == []  # no commitment whose salt is not on disk
     assert not list(tmp_path.glob("*.tmp"))
+    monkeypatch.undo()  # space freed: the restarted step commits to what is now on disk
+    assert agent.step() == (True, True) and len(sent) == 1
+    reopened = AgentState(state.path, client.address, 1, client.sender_address)
+    assert reopened.get(1, "update") == CommittedUpdate("aa" * 32, "bafkupdate", "bb" * 32)
 
 
 # ---------------------------------------------------------------------- the store goes away

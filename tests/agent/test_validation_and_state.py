@@ -89,6 +89,7 @@ def test_a_full_disk_is_one_line_and_leaves_the_last_good_state_and_no_temporary
         state.save(2, CommittedUpdate("11" * 32, "bafk2", "22" * 32))
     assert str(failed.value) == f"cannot write agent state {path}: No space left on device"
     assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    assert state.get(2, "update") is None  # what is not on disk is not remembered either
     with pytest.raises(StateFileError, match="No space left on device"):
         state.save_blob(2, b"update bytes")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agent-state.json"]

@@ -84,8 +84,18 @@ class AgentState:
 
     def save(self, round_: int, record: Committed) -> None:
         kind = next(k for k, cls in _KINDS.items() if isinstance(record, cls))
-        self._data["rounds"].setdefault(str(round_), {})[kind] = asdict(record)
-        self._write()
+        entries = self._data["rounds"].setdefault(str(round_), {})
+        previous = entries.get(kind)
+        entries[kind] = asdict(record)
+        try:
+            self._write()
+        except StateFileError:
+            # Not on disk, so not remembered: nothing may be committed to a salt a crash loses.
+            if previous is None:
+                del entries[kind]
+            else:
+                entries[kind] = previous
+            raise
 
     def save_blob(self, round_: int, data: bytes) -> None:
         """Keeps round `round_`'s update bytes until they are published (fsync'd, atomic)."""
