@@ -22,7 +22,8 @@ from edgetune.agent.publish import MODEL_KINDS, PublishedTask, publish_task
 from edgetune.agent.roles import Behaviour, Role
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect
-from edgetune.chain.deploy import Deployment, deploy
+from edgetune.chain.deploy import deploy
+from edgetune.chain.records import Deployment
 from edgetune.chain.types import SCORE_SCALE, Phase, TaskConfig
 from edgetune.contribution import ShapleyConfig
 from edgetune.learning import (

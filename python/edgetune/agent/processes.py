@@ -36,10 +36,10 @@ from edgetune.agent.plan import FederationPlan
 from edgetune.agent.publish import PublishedTask
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain
-from edgetune.chain.deploy import Deployment, RunRecord, save_deployment
 from edgetune.chain.errors import ChainUnavailable, NodeError, TransactionPending
 from edgetune.chain.history import TaskHistory, load_history
 from edgetune.chain.nodes import AnvilNode
+from edgetune.chain.records import Deployment, RunRecord, save_deployment
 from edgetune.chain.types import Phase
 from edgetune.errors import EdgetuneError
 from edgetune.learning import AdaptedModel, adapter_from_bytes
@@ -72,8 +72,8 @@ class EdgeProcess:
     given_up: bool = False
 
     def start(self) -> None:
-        log = open(self.log_path, "a")  # noqa: SIM115 - the child process owns it until exit
-        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.log_path, "a") as log:  # the child keeps its own copy of the handle
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
