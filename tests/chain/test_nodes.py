@@ -180,6 +180,6 @@ def test_cli_chain_up_status_down(
         assert shown["running"] and shown["chain_id"] == 31337 and shown["port"] == int(port)
     finally:
         down = runner.invoke(app, ["chain", "down", "--port", port])
-    assert "anvil stopped" in down.output
+    assert f"anvil on port {port} stopped" in down.output
     after = json.loads(runner.invoke(app, ["chain", "status", "--port", port, "--json"]).output)
     assert not after["running"]
