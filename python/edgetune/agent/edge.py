@@ -20,9 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-import torch
-
-from edgetune.agent.content import ContentPending, EdgeContent
+from edgetune.agent.content import ContentPending, EdgeContent, Tensors
 from edgetune.agent.learner import Learner
 from edgetune.agent.roles import Role
 from edgetune.agent.state import (
@@ -43,7 +41,6 @@ from edgetune.learning import adapter_to_bytes
 from edgetune.storage import ContentStore, content_cid, same_cid
 from edgetune.storage.errors import StorageError
 
-Tensors = dict[str, torch.Tensor]
 # (commit phase, its step bit, the state file's record kind)
 _COMMITS = {
     Phase.UPDATE_COMMIT: (Step.UPDATE_COMMITTED, "update"),
