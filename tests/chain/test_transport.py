@@ -110,7 +110,8 @@ def test_journal_carries_a_pending_transaction_to_the_next_invocation_which_repl
     try:
         with pytest.raises(TransactionPending) as caught:
             send(first, counter.functions.inc(1), sender, timeout=FAST_WAIT)
-        (entry,) = json.loads(next(journal.iterdir()).read_text())["pending"]
+        on_disk = first.transport.journal.directory  # this chain's folder in the journal
+        (entry,) = json.loads(next(on_disk.iterdir()).read_text())["pending"]
         assert entry["hashes"] == [caught.value.tx_hash]
 
         second = connect("anvil", url=anvil.url, journal=journal)  # a new CLI invocation
@@ -130,7 +131,7 @@ def test_journal_carries_a_pending_transaction_to_the_next_invocation_which_repl
     assert result and result[0]["transactionHash"].to_0x_hex() == replacement
     assert nonce_of(anvil, sender.address) == nonce + 1
     assert counter.functions.value().call() == value + 1
-    assert list(journal.iterdir()) == []  # settled
+    assert list(on_disk.iterdir()) == []  # settled
 
 
 def test_refused_connections_for_seconds_are_ridden_out(anvil, counter_address, proxy) -> None:

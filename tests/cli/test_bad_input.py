@@ -130,8 +130,23 @@ def test_usage_errors_are_one_line_too(project, quiet):
     quiet()
 
 
-def test_disk_full_at_deploy_names_the_file_and_the_deployed_address(project, monkeypatch):
+def test_disk_full_before_a_send_stops_it_at_the_journal(project, monkeypatch, quiet):
+    """The transaction journal is written before the broadcast: a full disk sends nothing."""
+
     def full(self: Path, *args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    one_line_error(project.cli("deploy", "--rpc-url", project.url), "No space", "transactions")
+    quiet()
+
+
+def test_disk_full_at_deploy_names_the_file_and_the_deployed_address(project, monkeypatch):
+    write_text = Path.write_text
+
+    def full(self: Path, *args: object, **kwargs: object) -> int:
+        if self.parent.name != "deployments":
+            return write_text(self, *args, **kwargs)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "write_text", full)

@@ -8,10 +8,12 @@ import pytest
 
 from edgetune.chain.deploy import open_contract
 from edgetune.chain.history import load_history
+from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.records import RunRecord
 from edgetune.views import edge_label, history_json
 
 from ..contracts.rounds import ETHER, TaskHarness
+from ..ports import free_port
 from .conftest import Project
 
 pytestmark = pytest.mark.anvil
@@ -136,3 +138,31 @@ def test_withdraw_rewards_and_chain_status_follow_the_last_run(
     assert withdraw.exit_code == 0, withdraw.output
     assert json.loads(withdraw.stdout)["account"] == project.chain.accounts[2].address
     assert project.cli("withdraw", "--port", project.node.port, "--dev-account", "3").exit_code == 0
+
+
+def test_commands_journal_unconfirmed_transactions_in_the_project(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+):
+    """A rerun after a receipt timeout must find the first run's pending transaction (the
+    transport then awaits it instead of sending the same intent twice): the journal lives on
+    disk in the project, not in the process."""
+    from edgetune.cli.common import connect_chain
+
+    monkeypatch.setenv("EDGETUNE_ROOT", str(project.root))
+    journal = connect_chain("anvil", project.url, None).transport.journal
+    genesis = project.chain.w3.eth.get_block(0)["hash"].hex()
+    assert journal.directory == project.root / ".edgetune" / "transactions" / (
+        f"genesis-{genesis.removeprefix('0x')[:16]}"
+    )
+    assert connect_chain("embedded", None, None).transport.journal.directory is None
+
+
+def test_the_journal_of_one_chain_is_not_another_chains(project: Project, tmp_path):
+    """A fresh dev chain has the same id and accounts as the last one: its pending transactions
+    must stay with it (a stale one would be resent into, or awaited on, the new chain)."""
+    from edgetune.chain.connect import connect
+
+    with AnvilNode(port=free_port(), state_file=tmp_path / "other.json") as other:
+        here = connect("anvil", url=project.url, journal=tmp_path).transport.journal
+        there = connect("anvil", url=other.url, journal=tmp_path).transport.journal
+    assert here.chain_id == there.chain_id and here.directory != there.directory

@@ -152,10 +152,15 @@ class EdgeTuneClient:
 
     def round_events(self, task_id: int, round_: int, name: str) -> list[Any]:
         """Every `name` event of one round, in log order (block, then index in block)."""
+        return [log.args for log in self.logs(name, taskId=task_id, round=round_)]
+
+    def logs(self, name: str, from_block: int = 0, **filters: Any) -> list[Any]:
+        """Every `name` log since `from_block` whose indexed arguments match `filters`, in log
+        order; retried through RPC faults like every read."""
         event = self.contract.events[name]()
-        filters = {"taskId": task_id, "round": round_}
-        logs = self.chain.read(lambda: event.get_logs(from_block=0, argument_filters=filters))
-        return [log.args for log in logs]
+        return self.chain.read(
+            lambda: event.get_logs(from_block=from_block, argument_filters=filters or None)
+        )
 
     def stake_of(self, task_id: int, edge: str) -> int:
         return self._call(self.contract.functions.stakeOf(task_id, edge))

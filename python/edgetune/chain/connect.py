@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.types import TxReceipt
 
@@ -146,9 +147,9 @@ def send(
     fields = {"from": sender.address, "value": value, "chainId": chain.chain_id, "nonce": 0}
     fields |= {"gas": 1, "maxFeePerGas": 1, "maxPriorityFeePerGas": 1}
     built = call.build_transaction(fields)
-    return chain.transport.send(
-        sender, built.get("to"), built["data"], value, gas=gas, timeout=timeout
-    )
+    # A constructor's arrives as bytes with `to` b"": the journal stores hex and None.
+    data, to = HexBytes(built["data"]).to_0x_hex(), built.get("to") or None
+    return chain.transport.send(sender, to, data, value, gas=gas, timeout=timeout)
 
 
 def transfer(chain: Chain, sender: LocalAccount, to: str, value: int) -> TxReceipt:
@@ -190,6 +191,11 @@ def _remote(
         chain_id = int(w3.eth.chain_id)
     except Exception as exc:  # requests, OSError, JSON: any failure means nobody answers
         raise ChainUnavailable(url, transient_reason(exc) or one_line(exc)) from None
+    if journal is not None:
+        # Per chain instance, not per chain id: a fresh dev chain reuses the id and the dev
+        # accounts, and must never be sent (or wait for) another chain's pending transactions.
+        genesis = w3.eth.get_block(0)["hash"].to_0x_hex()
+        journal = journal / f"genesis-{genesis[2:18]}"
     return Chain(w3, chain_id, accounts, url, journal=journal, retry=retry)
 
 

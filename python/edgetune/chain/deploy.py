@@ -110,4 +110,5 @@ def find_client(
 def _has_code(chain: Chain, address: str) -> bool:
     if not is_address(address):
         return False
-    return bool(chain.w3.eth.get_code(chain.w3.to_checksum_address(address)))
+    checksummed = chain.w3.to_checksum_address(address)
+    return bool(chain.read(lambda: chain.w3.eth.get_code(checksummed)))

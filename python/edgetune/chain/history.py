@@ -176,8 +176,7 @@ def _creation(client: EdgeTuneClient, task_id: int, from_block: int) -> Any:
     was past the creation (a later start would miss the task's first events)."""
     hint = max(0, min(from_block, client.chain.block_number()))  # nodes refuse future blocks
     for start in dict.fromkeys((hint, 0)):
-        event = client.contract.events.TaskCreated()
-        logs = event.get_logs(from_block=start, argument_filters={"taskId": task_id})
+        logs = client.logs("TaskCreated", start, taskId=task_id)
         if logs:
             return logs[0]
     raise HistoryUnavailable(
@@ -188,16 +187,14 @@ def _creation(client: EdgeTuneClient, task_id: int, from_block: int) -> Any:
 def _task_events(client: EdgeTuneClient, task_id: int, from_block: int) -> dict[str, list]:
     found = {}
     for name in _TASK_EVENTS:
-        event = client.contract.events[name]()
-        logs = event.get_logs(from_block=from_block, argument_filters={"taskId": task_id})
-        found[name] = [log.args for log in logs]
+        found[name] = [log.args for log in client.logs(name, from_block, taskId=task_id)]
     return found
 
 
 def _withdrawals(client: EdgeTuneClient, from_block: int) -> dict[str, int]:
     """Withdrawals are per account, across tasks: `withdraw()` pays everything owed at once."""
     total: dict[str, int] = defaultdict(int)
-    for log in client.contract.events.Withdrawn().get_logs(from_block=from_block):
+    for log in client.logs("Withdrawn", from_block):
         total[log.args.account] += log.args.amount
     return total
 

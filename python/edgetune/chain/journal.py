@@ -108,5 +108,8 @@ class Journal:
         document = {"chain_id": self.chain_id, "sender": sender, "pending": []}
         document["pending"] = [asdict(entry) for entry in entries]
         scratch = path.with_suffix(f".{os.getpid()}.tmp")  # a crash never leaves half a file
-        scratch.write_text(json.dumps(document, indent=1))
-        os.replace(scratch, path)
+        try:
+            scratch.write_text(json.dumps(document, indent=1))
+            os.replace(scratch, path)
+        finally:
+            scratch.unlink(missing_ok=True)  # written and renamed, or failed (a full disk)

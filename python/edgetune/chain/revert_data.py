@@ -6,20 +6,27 @@ The contract client registers its ABI's error entries with an `ErrorDecoder`, so
 
 import ast
 import re
+import sys
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_tester.exceptions import TransactionFailed
 from eth_utils import function_abi_to_4byte_selector
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-REVERTS = (ContractLogicError, TransactionFailed)
 _BYTES_REPR = re.compile(r"b'.*'|b\".*\"", re.DOTALL)  # repr of bytes in a message
 _BUILTIN_ERRORS: dict[bytes, tuple[str, list[str], list[str]]] = {
     bytes.fromhex("08c379a0"): ("Error", ["message"], ["string"]),
     bytes.fromhex("4e487b71"): ("Panic", ["code"], ["uint256"]),
 }
+
+
+def revert_types() -> tuple[type[Exception], ...]:
+    """The exceptions a revert arrives as: web3's, and eth-tester's once the embedded chain has
+    loaded it (looked up, not imported: eth-tester costs ~0.8 s of every command's start, and
+    nothing can raise its exceptions before it is loaded)."""
+    tester = sys.modules.get("eth_tester.exceptions")
+    return (ContractLogicError, tester.TransactionFailed) if tester else (ContractLogicError,)
 
 
 class ErrorDecoder:

@@ -53,7 +53,7 @@ from edgetune.chain.errors import (
     TransactionReverted,
 )
 from edgetune.chain.journal import Journal, SentTransaction
-from edgetune.chain.revert_data import REVERTS, ErrorDecoder, revert_data
+from edgetune.chain.revert_data import ErrorDecoder, revert_data, revert_types
 
 T = TypeVar("T")
 _FEE_TTL_S = 10.0
@@ -122,7 +122,7 @@ class Transport:
         """A read-only contract call; a revert raises TransactionReverted with its error."""
         try:
             return self.read(lambda: fn.call({"from": sender} if sender else {}))
-        except REVERTS as exc:
+        except revert_types() as exc:
             raise self._reverted(None, revert_data(exc)) from None
 
     def forget_nonces(self) -> None:
@@ -265,7 +265,7 @@ class Transport:
             tx["to"] = to
         try:
             return int(self.read(lambda: self.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]
-        except REVERTS as exc:
+        except revert_types() as exc:
             raise self._reverted(None, revert_data(exc)) from None
 
     def _max_fee(self) -> int:
@@ -295,7 +295,7 @@ class Transport:
         data: Any = b""
         try:
             self.read(lambda: self.w3.eth.call(replay, receipt["blockNumber"]))  # type: ignore[arg-type]
-        except REVERTS as exc:
+        except revert_types() as exc:
             data = revert_data(exc)
         raise self._reverted(tx_hash, data)
 

@@ -124,6 +124,14 @@ ContractOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+ReplacePendingOption = Annotated[
+    bool,
+    typer.Option(
+        "--replace-pending",
+        help="Re-send this signer's transactions still pending from an earlier run at a 25% "
+        "higher fee first (without it, they are awaited).",
+    ),
+]
 
 
 def one_line_errors(command: F) -> F:
@@ -167,7 +175,11 @@ def connect_chain(
 ) -> "Chain":
     from edgetune.chain.connect import connect
 
-    return connect(chain, keystore=keystore, url=rpc_url_for(chain, rpc_url, port))
+    # Unconfirmed transactions are journaled on disk, so a command rerun after a receipt
+    # timeout awaits the first transaction instead of sending the same intent twice.
+    journal = None if chain == "embedded" else state_dir(find_project_root()) / "transactions"
+    url = rpc_url_for(chain, rpc_url, port)
+    return connect(chain, keystore=keystore, url=url, journal=journal)
 
 
 def last_run_on(chain: "Chain") -> RunRecord | None:

@@ -14,11 +14,13 @@ from edgetune.cli.common import (
     JsonOption,
     KeystoreOption,
     NodePortOption,
+    ReplacePendingOption,
     RpcUrlOption,
     app,
     connect_chain,
     console,
     contract_client,
+    err_console,
     last_run_on,
     one_line_errors,
     parse_ether,
@@ -89,9 +91,11 @@ def task_create(
     port: NodePortOption = None,
     keystore: KeystoreOption = None,
     contract: ContractOption = None,
+    replace_pending: ReplacePendingOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a task on the recorded deployment and fund its reward pool."""
+    """Create a task on the recorded deployment and fund its reward pool. Rerun after a
+    receipt timeout, it awaits the pending transaction rather than creating a second task."""
     from edgetune.chain.types import TaskConfig
 
     hashes = {
@@ -120,13 +124,16 @@ def task_create(
     )
     connection = connect_chain(chain, rpc_url, keystore, port)
     client = contract_client(connection, contract, 0)
-    balance = connection.w3.eth.get_balance(client.sender_address)
+    balance = connection.read(lambda: connection.w3.eth.get_balance(client.sender_address))
     if pool_wei > balance:
         raise InvalidOption(
             "--pool",
             pool,
             f"exceeds the {balance / WEI_PER_ETHER:g} ETH of {client.sender_address}",
         )
+    if replace_pending:
+        for tx_hash in connection.transport.replace_pending(client.sender):
+            err_console.print(f"replaced pending transaction with {tx_hash}")
     task_id, receipt = client.create_task(config, pool_wei)
     block, gas = receipt["blockNumber"], receipt["gasUsed"]
     if as_json:
