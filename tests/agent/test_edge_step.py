@@ -54,7 +54,7 @@ def revert(tx_hash: str | None, error: str, data: bytes = b"") -> ContractRevert
 def test_a_mined_transaction_that_ran_out_of_gas_after_a_race_is_retried_once():
     # What anvil showed with three agent processes: an edge's score commit, estimated while
     # another edge had not committed yet, became the stage's closing commit and ran out of gas.
-    agent, logs = stepping_into(revert("0xabc", "revert without data"))
+    agent, logs = stepping_into(revert("0xabc", "OutOfGas"))  # as the transport names it
     assert agent.step() == (True, True)
     assert "retrying" in logs[-1]
     # The same failure again on a chain that still has not moved is no race: it would repeat.
