@@ -190,7 +190,7 @@ class EdgeAgent:
             self.log(f"round {before.round}: {failed} (another transaction was first)")
             return False
         if failed.tx_hash is not None and not failed.data and self._failed != (after, failed.error):
-            # Mined, failed, and its replay on the block's state names no error: out of gas,
+            # Mined and failed without error data (the transport says OutOfGas): out of gas,
             # because another edge's transaction landed between our gas estimate and ours (the
             # last commit of a stage also closes it, which costs more). Retry once with a fresh
             # estimate; the same failure on the same status again is no race.
