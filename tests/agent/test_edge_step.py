@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from edgetune.agent.edge import EdgeAgent
-from edgetune.chain.errors import TransactionReverted
+from edgetune.chain.errors import TransactionDropped, TransactionReverted
 from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import Phase, Status, Step
 
@@ -117,3 +117,11 @@ def test_a_change_that_is_not_our_progress_is_no_excuse():
     agent, _ = stepping_into(error, replace(BEFORE, score_reveals=1, reveals=3))
     with pytest.raises(ContractRevert):
         agent.step()
+
+
+def test_a_transaction_dropped_after_the_node_lost_state_makes_the_agent_look_again():
+    # A node restarted from an older saved state: the transport drops what can never be mined;
+    # the agent goes on and decides again from what the chain now says.
+    agent, logs = stepping_into(TransactionDropped("0xabc", 3, 2))
+    assert agent.step() == (True, True)
+    assert "looking again" in logs[-1]

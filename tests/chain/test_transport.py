@@ -16,7 +16,7 @@ from web3.contract import Contract
 
 from edgetune.chain.compiler import compile_contracts
 from edgetune.chain.connect import Chain, call, connect, send
-from edgetune.chain.errors import ChainUnavailable, TransactionPending
+from edgetune.chain.errors import ChainUnavailable, TransactionDropped, TransactionPending
 from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.transport import RetryPolicy
 
@@ -182,4 +182,29 @@ def test_lost_answer_to_a_broadcast_resends_the_same_bytes_and_waits_for_that_ha
     assert len(raws) == 2 and raws[0] == raws[1]  # the very same bytes, not a second signature
     assert receipt["transactionHash"] == keccak(HexBytes(raws[0]))
     assert nonce_of(anvil, sender.address) == nonce + 1
+    assert counter.functions.value().call() == value + 1
+
+
+def test_a_nonce_gap_after_the_node_lost_a_mined_transaction_is_dropped_not_awaited(
+    anvil, counter_address
+) -> None:
+    """A node restarted from an older state forgets a transaction already mined: the sender's
+    cached nonce is then one ahead, and a transaction signed with it can never be mined. It must
+    be dropped at once (so the caller re-reads the chain and sends again), not awaited until a
+    receipt timeout."""
+    chain = connect("anvil", url=anvil.url)
+    counter = counter_on(chain, counter_address)
+    sender = chain.accounts[5]
+    snapshot = chain._rpc("evm_snapshot", [])
+    send(chain, counter.functions.inc(1), sender)  # mined, then lost
+    chain._rpc("evm_revert", [snapshot])
+    nonce, value = nonce_of(anvil, sender.address), counter.functions.value().call()
+    with pytest.raises(TransactionDropped) as caught:
+        send(chain, counter.functions.inc(1), sender, timeout=60)
+    assert caught.value.expected_nonce == nonce and "\n" not in str(caught.value)
+    assert chain.transport.journal.pending(sender.address) == []
+    # The gap and the dropped transaction's nonce hold no-ops: the dropped one never runs.
+    assert nonce_of(anvil, sender.address) == caught.value.nonce + 1
+    assert counter.functions.value().call() == value
+    send(chain, counter.functions.inc(1), sender)  # sent again at the chain's own nonce
     assert counter.functions.value().call() == value + 1

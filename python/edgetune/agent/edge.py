@@ -32,7 +32,7 @@ from edgetune.agent.state import (
 )
 from edgetune.agent.validation import Scorecard, attest_round, score_round
 from edgetune.chain.client import EdgeTuneClient
-from edgetune.chain.errors import ChainUnavailable, TransactionPending
+from edgetune.chain.errors import ChainUnavailable, TransactionDropped, TransactionPending
 from edgetune.chain.reverts import RACES, ContractRevert
 from edgetune.chain.types import SCORE_SCALE, Phase, RevealedUpdate, Status, Step, commitment
 from edgetune.contribution import ShapleyConfig
@@ -172,6 +172,9 @@ class EdgeAgent:
             return False, True
         except ContractRevert as failed:
             return self._after_revert(status, failed), True
+        except TransactionDropped as dropped:  # the node lost state: look at it again
+            self.log(f"round {status.round}: {dropped}; looking again")
+            return True, True
         self._waiting = None
         return True, True
 

@@ -82,6 +82,20 @@ class TransactionPending(ChainError):
         self.tx_hash, self.nonce = tx_hash, nonce
 
 
+class TransactionDropped(ChainError):
+    """A signed transaction can never be mined: its nonce is past the sender's next one on the
+    chain, which therefore lost an earlier transaction (a node restarted from an older saved
+    state). It is dropped from the journal and the nonces are re-read; the caller looks at the
+    chain again and sends what is still needed."""
+
+    def __init__(self, tx_hash: str, nonce: int, expected_nonce: int) -> None:
+        super().__init__(
+            f"transaction {tx_hash} (nonce {nonce}) dropped: the chain's next nonce for its "
+            f"sender is {expected_nonce} (the node lost an earlier transaction)"
+        )
+        self.tx_hash, self.nonce, self.expected_nonce = tx_hash, nonce, expected_nonce
+
+
 class NonceTaken(ChainError):
     """Another transaction of the same key (another process, another wallet) used the nonce of a
     journaled one, which can therefore never be mined."""

@@ -49,6 +49,7 @@ from edgetune.chain.errors import (
     ChainError,
     ChainUnavailable,
     NonceTaken,
+    TransactionDropped,
     TransactionPending,
     TransactionReverted,
 )
@@ -145,7 +146,7 @@ class Transport:
     ) -> TxReceipt:
         """Sign, send and await one transaction (see the module docstring for every step)."""
         for earlier in self.journal.pending(sender.address):
-            receipt = self._await(earlier, timeout)
+            receipt = self._await(earlier, sender, timeout)
             self.journal.settle(sender.address, earlier.nonce)
             self._forget_nonce(sender.address)
             if earlier.does(to, data, value):
@@ -160,7 +161,7 @@ class Transport:
             self.forget_nonces()  # resync nonce and fees from the node
             if attempt == 2:
                 raise ChainError(f"{self.url} refused the transaction: {refusal}")
-        receipt = self._await(sent, timeout)
+        receipt = self._await(sent, sender, timeout)
         self.journal.settle(sender.address, sent.nonce)
         return self._checked(sent, receipt)
 
@@ -210,7 +211,7 @@ class Transport:
                 return None
             return refusal
 
-    def _await(self, sent: SentTransaction, timeout: float) -> TxReceipt:
+    def _await(self, sent: SentTransaction, sender: LocalAccount, timeout: float) -> TxReceipt:
         """The receipt of `sent` (or of its replacement), resending it if the node lost it."""
         start = time.monotonic()
         checked = start
@@ -221,11 +222,41 @@ class Transport:
                 raise TransactionPending(sent.tx_hash, sent.nonce, timeout)
             if now - checked >= _LIVENESS_CHECK_S:
                 checked = now
+                self._check_no_gap(sent, sender)
                 if not self._known(sent):
                     self._resend_lost(sent)
             time.sleep(pause)
             pause = min(2 * pause, 0.25)
         return receipt
+
+    def _check_no_gap(self, sent: SentTransaction, sender: LocalAccount) -> None:
+        """Raise TransactionDropped if `sent` waits behind a nonce nobody will ever send: the
+        node's next nonce for the sender (counting its pool) is below `sent`'s, which happens
+        when a node restarted from an older state lost a transaction already mined.
+
+        `sent` signed against a state the chain no longer has, so it must never run: the gap is
+        filled with no-op transfers to self and `sent` is replaced by one (same nonce, higher
+        fee), all awaited, before the caller re-reads the chain and sends what is still needed."""
+        count = self.w3.eth.get_transaction_count
+        expected = self.read(lambda: count(sent.sender, "pending"))
+        if expected >= sent.nonce:
+            return
+        # The replacement first: once the gap is filled, `sent` would run at once.
+        for nonce in (sent.nonce, *range(expected, sent.nonce)):
+            noop = SentTransaction(
+                sender.address, nonce, sender.address, "0x", 0, 21_000, self._max_fee(),
+                _TIP_WEI, raw="",
+            )  # fmt: skip
+            if nonce == sent.nonce:  # a replacement must pay more than what it replaces
+                noop.max_fee = max(noop.max_fee, math.ceil(sent.max_fee * _REPLACEMENT_BUMP))
+                noop.tip = math.ceil(sent.tip * _REPLACEMENT_BUMP)
+            signed = sender.sign_transaction(noop.unsigned(self.chain_id))
+            self.read(lambda raw=signed.raw_transaction: self.w3.eth.send_raw_transaction(raw))
+        while self.read(lambda: count(sent.sender, "latest")) <= sent.nonce:
+            time.sleep(0.05)
+        self.journal.settle(sent.sender, sent.nonce)
+        self._forget_nonce(sent.sender)
+        raise TransactionDropped(sent.tx_hash, sent.nonce, expected)
 
     def _resend_lost(self, sent: SentTransaction) -> None:
         count = self.w3.eth.get_transaction_count
