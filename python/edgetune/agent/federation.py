@@ -59,7 +59,10 @@ class FederationConfig:
     # it out of the aggregate, in metric units (nats of loss). The included set is fixed on chain
     # from the medians, so honest validators can no longer split on it whatever its value.
     harm_tolerance: float = 0.1
-    phase_blocks: int = 30  # each phase's deadline; phases close early once every edge acted
+    # Each phase's deadline. Phases close early once every edge acted, so a long one costs time
+    # only when an edge is silent; what it buys is patience: an agent waits out a content outage
+    # until a phase is nearly over, and the process runner mines a block a second (90 s).
+    phase_blocks: int = 90
     alpha: float = 0.5  # Dirichlet concentration of each edge's class mix: small = non-IID
     train_examples: int = 600
     validation_per_class: int = 8  # each edge's own private, balanced validation set
