@@ -11,21 +11,15 @@ from edgetune.chain.errors import TransactionDropped, TransactionReverted
 from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import Phase, Status, Step
 
-BEFORE = Status(
+from .statuses import COMMITTING
+
+BEFORE = replace(
+    COMMITTING,
     phase=Phase.SCORE_COMMIT,
     round=2,
     phase_end=90,
-    active_edges=3,
     reveals=3,
-    score_reveals=0,
-    included_mask=0,
-    global_hash=bytes(32),
-    global_cid="bafkglobal",
-    registered=True,
-    active=True,
-    stake=10**18,
     done=Step.UPDATE_COMMITTED | Step.UPDATE_REVEALED,
-    owed=0,
 )
 
 

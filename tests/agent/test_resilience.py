@@ -30,30 +30,15 @@ from edgetune.chain.connect import connect
 from edgetune.chain.errors import ChainUnavailable, TransactionPending
 from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.transport import RetryPolicy
-from edgetune.chain.types import Phase, RevealedUpdate, Status, Step
+from edgetune.chain.types import Phase, RevealedUpdate, Status
 from edgetune.learning import TrainConfig
 from edgetune.storage import ContentNotFound, StorageUnavailable
 
 from ..faults.rpc_proxy import RpcProxy
 from ..ports import free_port
 from .federations import Chronicle, run_federation
+from .statuses import COMMITTING
 
-COMMITTING = Status(
-    phase=Phase.UPDATE_COMMIT,
-    round=1,
-    phase_end=100,
-    active_edges=3,
-    reveals=0,
-    score_reveals=0,
-    included_mask=0,
-    global_hash=bytes(32),
-    global_cid="bafkglobal",
-    registered=True,
-    active=True,
-    stake=10**18,
-    done=Step(0),
-    owed=0,
-)
 FINISHED = replace(COMMITTING, phase=Phase.FINISHED)
 
 
