@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from edgetune.agent.edge import EdgeAgent
-from edgetune.chain.errors import TransactionDropped, TransactionReverted
+from edgetune.chain.errors import NonceTaken, TransactionDropped, TransactionReverted
 from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import Phase, Status, Step
 
@@ -119,3 +119,15 @@ def test_a_transaction_dropped_after_the_node_lost_state_makes_the_agent_look_ag
     agent, logs = stepping_into(TransactionDropped("0xabc", 3, 2))
     assert agent.step() == (True, True)
     assert "looking again" in logs[-1]
+
+
+def test_a_nonce_taken_by_another_use_of_the_key_makes_the_agent_look_again():
+    # The operator ran `withdraw` with the agent's key mid-round: the journaled transaction can
+    # never be mined. The agent re-reads its nonces (another process used them) and decides
+    # again from the chain instead of exiting.
+    agent, logs = stepping_into(NonceTaken("0xabc", 3, "0x" + "11" * 20))
+    forgot: list[bool] = []
+    agent.client.chain = SimpleNamespace(forget_nonces=lambda: forgot.append(True))
+    assert agent.step() == (True, True)
+    assert "looking again" in logs[-1] and "nonce 3" in logs[-1], logs
+    assert forgot == [True]

@@ -32,7 +32,12 @@ from edgetune.agent.state import (
 )
 from edgetune.agent.validation import Scorecard, attest_round, score_round
 from edgetune.chain.client import EdgeTuneClient
-from edgetune.chain.errors import ChainUnavailable, TransactionDropped, TransactionPending
+from edgetune.chain.errors import (
+    ChainUnavailable,
+    NonceTaken,
+    TransactionDropped,
+    TransactionPending,
+)
 from edgetune.chain.reverts import RACES, ContractRevert
 from edgetune.chain.types import SCORE_SCALE, Phase, RevealedUpdate, Status, Step, commitment
 from edgetune.contribution import ShapleyConfig
@@ -172,8 +177,13 @@ class EdgeAgent:
             return False, True
         except ContractRevert as failed:
             return self._after_revert(status, failed), True
-        except TransactionDropped as dropped:  # the node lost state: look at it again
-            self.log(f"round {status.round}: {dropped}; looking again")
+        except (TransactionDropped, NonceTaken) as lost:
+            # The node lost state, or another use of our key (an operator's withdraw) took the
+            # nonce: the journaled transaction never runs. Whatever else used our key, our
+            # nonces are stale too; look at the chain again and send what is still needed.
+            if isinstance(lost, NonceTaken):
+                self.client.chain.forget_nonces()
+            self.log(f"round {status.round}: {lost}; looking again")
             return True, True
         self._waiting = None
         return True, True
