@@ -25,6 +25,7 @@ from edgetune.cli import app
 from edgetune.contribution import ShapleyConfig
 from edgetune.errors import EdgetuneError
 from edgetune.learning import AdapterSpec, TrainConfig
+from edgetune.storage.errors import StorageUnavailable
 
 ADDRESSES = [f"0x{i:040x}" for i in range(1, 9)]
 
@@ -273,6 +274,32 @@ def test_a_dead_agent_is_restarted_a_bounded_number_of_times(no_history, tmp_pat
         "edge 0 exited with code 3; restarting it (2 of 2)",
     ]
     assert sum("leaving it out" in line for line in lines) == 1, lines
+
+
+def test_a_global_the_store_cannot_deliver_yet_is_evaluated_at_a_later_tick(monkeypatch):
+    # IPFS is down (or the new global not reachable yet) while round 1's global is finalized:
+    # the watcher skips the evaluation, keeps mining and watching, and evaluates it later.
+    finalized = SimpleNamespace(round=1, global_cid="bafy-global-1", global_hash="ab" * 32)
+    history = SimpleNamespace(rounds=[finalized], edges=[])
+    monkeypatch.setattr(processes, "load_history", lambda *args: history)
+    outage = [StorageUnavailable("IPFS at /ip4/127.0.0.1/tcp/5001 does not answer")] * 2
+
+    def fetch(store, cid, digest):
+        if outage:
+            raise outage.pop()
+        return b"adapter bytes"
+
+    monkeypatch.setattr(processes, "fetch_verified", fetch)
+    monkeypatch.setattr(processes, "adapter_from_bytes", lambda data, shapes: {})
+    owner = FakeOwner([Phase.UPDATE_COMMIT] * 6 + [Phase.FINISHED])  # two reads a tick
+    watch, lines = watcher(owner, [])
+    watch.adapted = SimpleNamespace(shapes=lambda: {})
+    watch.test_metric = lambda adapted, adapter: (0.5, 0.75)
+    watch.watch(timeout_s=60)
+    assert watch.metrics == {1: (0.5, 0.75)}
+    unreachable = [line for line in lines if "does not answer" in line]
+    assert len(unreachable) == 1 and "round 1" in unreachable[0], lines  # one line, not per tick
+    assert watch.chain.mined >= 3  # blocks kept coming through the outage
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ from edgetune.chain.types import Phase
 from edgetune.errors import EdgetuneError
 from edgetune.learning import AdaptedModel, adapter_from_bytes
 from edgetune.storage import ContentStore, fetch_verified
+from edgetune.storage.errors import StorageError
 from edgetune.views import edge_label, short_address
 
 ETHER = 10**18
@@ -221,6 +222,7 @@ class Watcher:
         self.live: dict[int, dict] = {}  # round -> what the status poll showed last
         self.history: TaskHistory | None = None
         self.metrics: dict[int, tuple[float, float]] = {}
+        self.unevaluated: set[int] = set()  # rounds whose global the store could not deliver
         self.progress = Progress(*Progress.get_default_columns(), TimeElapsedColumn())
         self.bar = self.progress.add_task("rounds finalized", total=task.config.rounds)
 
@@ -285,7 +287,7 @@ class Watcher:
                 f"({edge.restarts} of {self.max_restarts})"
             )
             edge.start()
-        if all(edge.given_up for edge in self.edges):
+        if self.edges and all(edge.given_up for edge in self.edges):
             raise FederationFailed(
                 f"every agent kept exiting with an error; see {self.edges[0].log_path}"
             )
@@ -298,8 +300,16 @@ class Watcher:
         }
         self.history = load_history(self.owner, self.task.task_id, self.from_block)
         for done in self.history.rounds:
-            if done.round not in self.metrics:
+            if done.round in self.metrics:
+                continue
+            try:
                 self.metrics[done.round] = self._evaluate(done.global_cid, done.global_hash)
+            except StorageError as unreachable:
+                # A content outage, or a global not reachable yet: the test metric can wait,
+                # the watching (and the block a tick) cannot. One line per round, not per tick.
+                if done.round not in self.unevaluated:
+                    self.unevaluated.add(done.round)
+                    self.log(f"round {done.round}'s global not evaluated yet: {unreachable}")
         self.progress.update(self.bar, completed=len(self.history.rounds))
 
     def _evaluate(self, cid: str, digest: str) -> tuple[float, float]:
