@@ -18,6 +18,7 @@ from edgetune.chain.errors import KeyNotConfigured, NodeError
 from edgetune.chain.nodes import AnvilNode, HardhatNode, rpc_answers
 from edgetune.cli import app
 
+from ..cli.conftest import one_line_error
 from ..ports import free_port
 
 pytestmark = pytest.mark.anvil
@@ -183,3 +184,74 @@ def test_cli_chain_up_status_down(
     assert f"anvil on port {port} stopped" in down.output
     after = json.loads(runner.invoke(app, ["chain", "status", "--port", port, "--json"]).output)
     assert not after["running"]
+
+
+def test_each_port_has_its_own_default_state_file(project: Path) -> None:
+    # One shared file let every anvil overwrite the others' chains every second.
+    first, second = (AnvilNode(port=p, project_root=project) for p in (28701, 28702))
+    assert first.state_file != second.state_file
+    assert first.state_file.name == "anvil-28701-state.json"
+
+
+def test_a_bad_state_file_fails_with_anvils_own_reason(project: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text('{"block": ')  # truncated
+    node = AnvilNode(port=free_port(), state_file=state, project_root=project)
+    with pytest.raises(NodeError) as caught:
+        node.start(timeout=20)
+    message = str(caught.value)
+    assert "failed to parse json file" in message and "--help" not in message, message
+    assert node.pid() is None
+
+
+def test_a_node_that_never_answers_is_stopped_not_left_running(project: Path, tmp_path: Path):
+    # anvil on port 0 listens on a random port: running, but never at the URL we wait on.
+    state = str(tmp_path / "s.json")
+    node = AnvilNode(port=0, state_file=Path(state), project_root=project)
+    with pytest.raises(NodeError, match="no RPC"):
+        node.start(timeout=3)
+    assert node.pid() is None
+    assert not [p for p in Path("/proc").glob("[0-9]*") if state in _cmdline_of(p)]
+
+
+def _cmdline_of(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_reusing_a_node_adopts_its_settings_and_refuses_other_ones(
+    project: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "s.json"
+    with AnvilNode(port=free_port(), state_file=state, project_root=project) as running:
+        reused = AnvilNode(port=running.port, project_root=project)
+        assert reused.start() == running.pid()
+        assert reused.state_file == state.resolve()  # the file the node really uses
+        for asked in (
+            {"block_time": 2.0},
+            {"state_file": tmp_path / "other.json"},
+        ):
+            with pytest.raises(NodeError, match="already runs with") as caught:
+                AnvilNode(port=running.port, project_root=project, **asked).start()
+            assert "chain down" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--port", "70000"], "--port 70000"),
+        (["--port", "0"], "--port 0"),
+        (["--block-time", "nan"], "--block-time nan"),
+        (["--block-time", "-1"], "--block-time -1"),
+    ],
+)
+def test_cli_chain_up_refuses_bad_flags_before_starting_anything(
+    project: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], fragment: str
+) -> None:
+    monkeypatch.setenv("EDGETUNE_ROOT", str(project))
+    before = sorted(p.name for p in (project / ".edgetune").glob("anvil-*.pid"))
+    result = CliRunner().invoke(app, ["chain", "up", *args])
+    one_line_error(result, fragment)
+    assert sorted(p.name for p in (project / ".edgetune").glob("anvil-*.pid")) == before

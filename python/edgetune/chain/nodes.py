@@ -76,6 +76,7 @@ class LocalNode:
         self.logfile = state_dir(self.root) / f"{self.kind}-{port}.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._owned = False
+        self._log_start = 0
 
     def command(self) -> list[str]:
         """The argv that runs the node in the foreground."""
@@ -85,11 +86,13 @@ class LocalNode:
         """Start the node (or reuse the one on this port); return its pid once RPC answers."""
         pid = self.pid()
         if pid is not None:
+            self._adopt(pid)
             self._wait_ready(pid, timeout)
             return pid
         if rpc_answers(self.url):
             raise NodeError(f"port {self.port} is taken by a node edgetune did not start")
         with self.logfile.open("ab") as log:
+            self._log_start = log.tell()  # the log keeps earlier starts' output too
             self._process = subprocess.Popen(
                 self.command(),
                 cwd=self.root,
@@ -156,13 +159,19 @@ class LocalNode:
         if self._owned:
             self.stop()
 
+    def _adopt(self, pid: int) -> None:
+        """Called before reusing the node running as `pid`: refuse settings it does not have."""
+
     def _wait_ready(self, pid: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not rpc_answers(self.url):
             if not self._alive(pid):
                 self.pidfile.unlink(missing_ok=True)
-                raise NodeError(f"{self.kind} exited at start: {_last_line(self.logfile)}")
+                cause = _start_error(self.logfile, self._log_start)
+                raise NodeError(f"{self.kind} exited at start: {cause}")
             if time.monotonic() > deadline:
+                if self._process is not None and self._process.pid == pid:
+                    self.stop()  # ours and useless: never leave it running behind the error
                 raise NodeError(f"{self.kind} pid {pid}: no RPC at {self.url} in {timeout:.0f} s")
             time.sleep(0.05)
 
@@ -183,7 +192,9 @@ class LocalNode:
 
 class AnvilNode(LocalNode):
     """anvil from node_modules; its chain is saved to `state_file` every `state_interval`
-    seconds and on exit, and reloaded at start, so even a hard kill loses only the last seconds."""
+    seconds and on exit, and reloaded at start, so even a hard kill loses only the last seconds.
+    The default state file is per port (.edgetune/anvil-<port>-state.json): two nodes saving
+    to one file would each overwrite the other's chain every second."""
 
     kind = "anvil"
     process_marker = "anvil"
@@ -202,7 +213,9 @@ class AnvilNode(LocalNode):
         self.chain_id = chain_id
         self.block_time = block_time
         self.state_interval = state_interval
-        self.state_file = (state_file or state_dir(self.root) / "anvil-state.json").resolve()
+        self._asked = {"--state": state_file is not None, "--block-time": block_time is not None}
+        default = state_dir(self.root) / f"anvil-{port}-state.json"
+        self.state_file = (state_file or default).resolve()
 
     def command(self) -> list[str]:
         argv = [str(anvil_binary(self.root)), "--host", "127.0.0.1", "--port", str(self.port)]
@@ -212,6 +225,23 @@ class AnvilNode(LocalNode):
         if self.block_time is not None:
             argv += ["--block-time", f"{self.block_time:g}"]
         return argv
+
+    def _adopt(self, pid: int) -> None:
+        """Take the running node's state file and block time; a different one asked for
+        explicitly is an error (it would be silently ignored)."""
+        running = _options(pid)
+        wanted = dict(_pairs(self.command()))
+        for option, asked in self._asked.items():
+            if asked and running.get(option) != wanted.get(option):
+                shown = running.get(option, "none")
+                raise NodeError(
+                    f"anvil on port {self.port} already runs with {option} {shown}, not "
+                    f"{wanted.get(option)}; stop it first (edgetune chain down --port {self.port})"
+                )
+        if "--state" in running:
+            self.state_file = Path(running["--state"])
+        block_time = running.get("--block-time")
+        self.block_time = float(block_time) if block_time is not None else None
 
 
 class HardhatNode(LocalNode):
@@ -241,6 +271,19 @@ def anvil_binary(root: Path) -> Path:
     raise NodeError(f"no anvil binary in {root}/node_modules or on PATH; run npm ci")
 
 
+def _options(pid: int) -> dict[str, str]:
+    """The `--option value` pairs of a running process's command line."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return {}
+    return dict(_pairs(argv))
+
+
+def _pairs(argv: list[str]) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in zip(argv, argv[1:], strict=False) if a.startswith("--")]
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -248,6 +291,12 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _last_line(path: Path) -> str:
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no output"
+def _start_error(path: Path, offset: int) -> str:
+    """Why a node exited at start, from what it logged since `offset`: its first error line
+    (anvil's argument errors end with a usage hint that says nothing), else its last line."""
+    with path.open("rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith("error")]
+    return (errors or lines or ["no output"])[0 if errors else -1]

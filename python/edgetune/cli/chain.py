@@ -1,6 +1,7 @@
 """`edgetune chain up|down|status`: the local development chain (anvil)."""
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,7 @@ from edgetune.cli.common import (
     node_port,
     one_line_errors,
 )
+from edgetune.cli.errors import InvalidOption
 
 chain_app = typer.Typer(help="Run the local development chain (anvil).", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
@@ -32,11 +34,17 @@ def chain_up(
     ] = None,
     port: PortOption = DEFAULT_PORT,
     state: Annotated[
-        Path | None, typer.Option("--state", help="Chain state file (.edgetune/anvil-state.json).")
+        Path | None, typer.Option("--state", help="Chain state file (.edgetune/anvil-<port>-state.json).")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Start anvil in the background (or reuse the running one); its chain survives restarts."""
+    # anvil would take port 0 (a random one, never found again) and fail on the others only
+    # with a usage line; checked here, nothing is started.
+    if not 0 < port < 65536:
+        raise InvalidOption("--port", port, "not a TCP port (1-65535)")
+    if block_time is not None and not (math.isfinite(block_time) and block_time > 0):
+        raise InvalidOption("--block-time", block_time, "not a positive number of seconds")
     node = AnvilNode(port=port, block_time=block_time, state_file=state)
     node.start()
     status = node.status()
