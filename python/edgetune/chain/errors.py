@@ -108,6 +108,28 @@ class NonceTaken(ChainError):
         self.tx_hash, self.nonce = tx_hash, nonce
 
 
+class JournalUnreadable(ChainError):
+    """A transaction journal file that cannot be read or parsed (corrupt, or not a file)."""
+
+
+class JournalUnwritable(ChainError):
+    """A transaction journal file that cannot be written (a full disk, a read-only folder)."""
+
+
+class TransactionRefused(ChainError):
+    """The node refused a transaction for a reason other than a revert (at gas estimation, or
+    at broadcast): nothing was mined."""
+
+
+class InvalidArgument(ChainError):
+    """A value that does not fit its contract function's ABI type (a negative id, a number
+    above its uint's range): caught before anything is sent."""
+
+
+class InvalidPrivateKey(ChainError):
+    """The configured signing key is not a private key (32 bytes of hex)."""
+
+
 class TaskNotFound(ChainError):
     """No task has this id on the contract."""
 

@@ -3,15 +3,22 @@
 An entry is written before its transaction is broadcast and removed once a receipt for it (or for
 its replacement) is seen, so whatever is in the journal may be in a node's pool. With a directory
 it is kept on disk, one JSON file per (chain id, sender), so a second CLI invocation finds what
-the first left pending; without one it lives in memory, for one process.
+the first left pending; without one it lives in memory, for one process. On disk every
+read-modify-write holds an exclusive lock on the directory (flock), so two processes signing
+with the same key never drop each other's entries.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edgetune.chain.errors import JournalUnreadable, JournalUnwritable
 
 
 @dataclass
@@ -66,22 +73,40 @@ class Journal:
 
     def pending(self, sender: str) -> list[SentTransaction]:
         """The sender's unconfirmed transactions, lowest nonce first."""
-        with self._lock:
+        with self._locked(sender):
             return sorted(self._load(sender), key=lambda sent: sent.nonce)
 
     def record(self, sent: SentTransaction) -> None:
         """Add or update (after a replacement) the entry for `sent`'s nonce."""
-        with self._lock:
+        with self._locked(sent.sender):
             entries = [e for e in self._load(sent.sender) if e.nonce != sent.nonce]
             self._store(sent.sender, [*entries, sent])
 
     def settle(self, sender: str, nonce: int) -> None:
         """Forget the entry for `nonce` (its transaction, or one with its nonce, got mined)."""
-        with self._lock:
+        with self._locked(sender):
             entries = self._load(sender)
             kept = [e for e in entries if e.nonce != nonce]
             if len(kept) != len(entries):
                 self._store(sender, kept)
+
+    @contextlib.contextmanager
+    def _locked(self, sender: str) -> Iterator[None]:
+        """This process's threads, and on disk other processes too, one at a time."""
+        with self._lock:
+            if self.directory is None:
+                yield
+                return
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.directory, os.O_RDONLY)
+            except OSError as exc:
+                raise JournalUnwritable(_cannot(self._path(sender), "lock", exc)) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
 
     def _path(self, sender: str) -> Path | None:
         if self.directory is None:
@@ -92,24 +117,40 @@ class Journal:
         path = self._path(sender)
         if path is None:
             return list(self._memory.get(sender.lower(), []))
-        if not path.is_file():
+        if not path.exists():
             return []
-        return [SentTransaction(**entry) for entry in json.loads(path.read_text())["pending"]]
+        try:
+            document = json.loads(path.read_bytes().decode())
+            return [SentTransaction(**entry) for entry in document["pending"]]
+        except OSError as exc:
+            raise JournalUnreadable(_cannot(path, "read", exc)) from None
+        except (ValueError, TypeError, KeyError) as exc:  # not JSON, not UTF-8, wrong shape
+            raise JournalUnreadable(
+                f"transaction journal {path} is corrupt ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'wrong shape'}); move it away "
+                "once no transaction of this sender can still be pending"
+            ) from None
 
     def _store(self, sender: str, entries: list[SentTransaction]) -> None:
         path = self._path(sender)
         if path is None:
             self._memory[sender.lower()] = entries
             return
-        if not entries:
-            path.unlink(missing_ok=True)
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
         document = {"chain_id": self.chain_id, "sender": sender, "pending": []}
         document["pending"] = [asdict(entry) for entry in entries]
         scratch = path.with_suffix(f".{os.getpid()}.tmp")  # a crash never leaves half a file
         try:
+            if not entries:
+                path.unlink(missing_ok=True)
+                return
             scratch.write_text(json.dumps(document, indent=1))
             os.replace(scratch, path)
+        except OSError as exc:
+            raise JournalUnwritable(_cannot(path, "write", exc)) from None
         finally:
             scratch.unlink(missing_ok=True)  # written and renamed, or failed (a full disk)
+
+
+def _cannot(path: Path | None, what: str, exc: OSError) -> str:
+    """Names the journal file, not the scratch file or folder the OS error may name."""
+    return f"cannot {what} transaction journal {path}: {exc.strerror or exc}"

@@ -6,6 +6,7 @@ later. `start()` is idempotent: a node already running on the port is reused. Us
 manager, a node is stopped on exit only if this object started it (tests stop what they start).
 """
 
+import itertools
 import json
 import os
 import shutil
@@ -281,7 +282,7 @@ def _options(pid: int) -> dict[str, str]:
 
 
 def _pairs(argv: list[str]) -> list[tuple[str, str]]:
-    return [(a, b) for a, b in zip(argv, argv[1:], strict=False) if a.startswith("--")]
+    return [(a, b) for a, b in itertools.pairwise(argv) if a.startswith("--")]
 
 
 def _cmdline(pid: int) -> str:

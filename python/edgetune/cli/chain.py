@@ -34,7 +34,8 @@ def chain_up(
     ] = None,
     port: PortOption = DEFAULT_PORT,
     state: Annotated[
-        Path | None, typer.Option("--state", help="Chain state file (.edgetune/anvil-<port>-state.json).")
+        Path | None,
+        typer.Option("--state", help="Chain state file (.edgetune/anvil-<port>-state.json)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
