@@ -170,11 +170,14 @@ def test_federation_passes_poisoners_through(monkeypatch):
         (None, "cannot read plan"),
         ("{not json", "is not JSON"),
         ('{"task": {}}', "fields missing"),
+        (b'{"task": "\xff"}', "is not JSON: 'utf-8' codec can't decode byte 0xff"),
     ],
 )
 def test_a_bad_plan_file_is_one_line_and_exit_1(tmp_path, captured, content, cause):
     plan_file = tmp_path / "plan.json"
-    if content is not None:
+    if isinstance(content, bytes):
+        plan_file.write_bytes(content)
+    elif content is not None:
         plan_file.write_text(content)
     result = CliRunner().invoke(app, agent_argv(plan_file, 0, 1, ADDRESSES[0], "http://x"))
     assert result.exit_code == 1

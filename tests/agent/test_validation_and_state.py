@@ -66,6 +66,52 @@ def test_another_tasks_or_deployments_state_file_is_refused(tmp_path):
         AgentState(path, contract="0xc0", task_id=7, edge="0xabc")
 
 
+OWNER = '"contract": "0xc0", "task_id": 7, "edge": "0xabc"'
+SALT = "bb" * 32
+
+
+@pytest.mark.parametrize(
+    ("content", "cause"),
+    [
+        (b"[]", "not a JSON object"),
+        (b'"x"', "not a JSON object"),
+        (b"\xff\xfe{}", "cannot read agent state"),  # not UTF-8
+        ("{" + OWNER + "}", "no rounds"),
+        ("{" + OWNER + ', "rounds": []}', "no rounds"),
+        ("{" + OWNER + ', "rounds": {"1": []}}', "round 1"),
+        ("{" + OWNER + ', "rounds": {"one": {}}}', "round 'one'"),
+        ("{" + OWNER + ', "rounds": {"1": {"update": {"cid": "bafk"}}}}', "fields missing"),
+        ("{" + OWNER + ', "rounds": {"1": {"update": 5}}}', "expected an object"),
+        ("{" + OWNER + ', "rounds": {"1": {"vote": {}}}}', "'vote' is not one of"),
+        (
+            "{" + OWNER + ', "rounds": {"1": {"update": '
+            '{"update_hash": 5, "cid": "bafk", "salt": "' + SALT + '"}}}}',
+            "expected str, got 5",
+        ),
+        (
+            "{" + OWNER + ', "rounds": {"1": {"scores": '
+            '{"valid_mask": 1, "copy_mask": 0, "scores": ["x"], "salt": "' + SALT + '"}}}}',
+            "expected int, got 'x'",
+        ),
+        (
+            "{" + OWNER + ', "rounds": {"1": {"update": '
+            '{"update_hash": "zz", "cid": "bafk", "salt": "' + SALT + '"}}}}',
+            "update_hash",
+        ),
+    ],
+)
+def test_a_malformed_state_file_is_one_error_naming_the_file(tmp_path, content, cause):
+    path = tmp_path / "agent-state.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(StateFileError) as raised:
+        AgentState(path, contract="0xc0", task_id=7, edge="0xabc").get(1, "update")
+    message = str(raised.value)
+    assert str(path) in message and cause in message and "\n" not in message, message
+
+
 def disk_full_for(monkeypatch: pytest.MonkeyPatch, suffix: str = ".tmp") -> None:
     """Every os.write to a file whose name ends in `suffix` fails as on a full disk."""
     real_write = os.write

@@ -3,17 +3,18 @@
 Both executors (`federation.execute_in_process`, `processes.launch(...).run`) run a
 `FederationPlan`. The process executor writes it to a JSON file and each `edgetune agent --plan
 FILE --edge I` rebuilds its `EdgeSpec` from that file, so an agent process runs with exactly the
-settings an in-process agent would get. The JSON codec walks `dataclasses.fields` and requires
-every field on reading, so a field added to any of these dataclasses travels without anyone
-touching this module, and an old file that lacks it is refused rather than silently defaulted.
+settings an in-process agent would get. The JSON codec (`codec.py`) walks `dataclasses.fields`
+and requires every field on reading, so a field added to any of these dataclasses travels without
+anyone touching this module, and an old file that lacks it is refused rather than silently
+defaulted.
 """
 
 import json
-import types
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Literal
 
+from edgetune.agent.codec import Undecodable, decode, encode
 from edgetune.agent.edge import AgentSettings
 from edgetune.chain.types import TaskConfig
 from edgetune.errors import EdgetuneError
@@ -75,9 +76,12 @@ class FederationPlan:
             data = json.loads(path.read_text())
         except OSError as exc:
             raise PlanFileError(f"cannot read plan {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # not UTF-8, or not JSON
             raise PlanFileError(f"plan {path} is not JSON: {exc}") from None
-        return decode(cls, data, str(path))
+        try:
+            return decode(cls, data, str(path))
+        except Undecodable as exc:
+            raise PlanFileError(str(exc)) from None
 
     def edge(self, index: int) -> EdgeSpec:
         for edge in self.edges:
@@ -85,61 +89,3 @@ class FederationPlan:
                 return edge
         known = ", ".join(str(e.index) for e in self.edges)
         raise PlanFileError(f"the plan has no edge {index} (edges: {known})")
-
-
-def encode(value: Any) -> Any:
-    """A dataclass tree as JSON values: bytes as hex, paths and tuples as strings and lists."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [encode(v) for v in value]
-    return value
-
-
-def decode(kind: Any, value: Any, where: str) -> Any:
-    """The inverse of `encode` for the declared type `kind`; names the first field it rejects."""
-    if is_dataclass(kind):
-        if not isinstance(value, dict):
-            raise PlanFileError(f"{where}: expected an object for {kind.__name__}")
-        names = {f.name for f in fields(kind)}
-        missing, unknown = names - set(value), set(value) - names
-        if missing or unknown:
-            raise PlanFileError(
-                f"{where}: {kind.__name__} fields missing {sorted(missing)}, unknown "
-                f"{sorted(unknown)}"
-            )
-        hints = get_type_hints(kind)
-        try:
-            return kind(**{n: decode(hints[n], value[n], f"{where}.{n}") for n in names})
-        except (TypeError, ValueError) as exc:
-            raise PlanFileError(f"{where}: {exc}") from None
-    origin, args = get_origin(kind), get_args(kind)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (other,) = [a for a in args if a is not type(None)]
-        return decode(other, value, where)
-    if origin is tuple:
-        item = args[0]
-        return tuple(decode(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is Literal:
-        if value not in args:
-            raise PlanFileError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
-        return value
-    if kind is bytes:
-        return bytes.fromhex(value)
-    if kind is Path:
-        return Path(value)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind in (int, float, str, bool) and not _is(value, kind):
-        raise PlanFileError(f"{where}: expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def _is(value: Any, kind: type) -> bool:
-    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))

@@ -11,9 +11,11 @@ file behind.
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
+from edgetune.agent.codec import Undecodable, decode, encode
 from edgetune.chain.types import Attestation, ScoreBallot, update_payload
 from edgetune.errors import EdgetuneError
 
@@ -23,8 +25,21 @@ class StateFileError(EdgetuneError):
     disk, a read-only folder)."""
 
 
+class _HexFields:
+    """Checks at construction that the fields named `..._hash` or `salt` hold hex, so a damaged
+    state file is refused when read, not when a reveal needs the bytes."""
+
+    def __post_init__(self) -> None:
+        for name in (f.name for f in fields(self)):  # type: ignore[arg-type]
+            if name == "salt" or name.endswith("_hash"):
+                try:
+                    bytes.fromhex(getattr(self, name))
+                except ValueError:
+                    raise ValueError(f"{name} {getattr(self, name)!r} is not hex") from None
+
+
 @dataclass(frozen=True)
-class CommittedUpdate:
+class CommittedUpdate(_HexFields):
     update_hash: str  # hex
     cid: str
     salt: str  # hex
@@ -34,7 +49,7 @@ class CommittedUpdate:
 
 
 @dataclass(frozen=True)
-class CommittedScores:
+class CommittedScores(_HexFields):
     valid_mask: int
     copy_mask: int
     scores: list[int]
@@ -48,7 +63,7 @@ class CommittedScores:
 
 
 @dataclass(frozen=True)
-class CommittedAttestation:
+class CommittedAttestation(_HexFields):
     aggregate_hash: str  # hex
     aggregate_cid: str
     approve: bool
@@ -75,18 +90,17 @@ class AgentState:
     def __init__(self, path: Path, contract: str, task_id: int, edge: str) -> None:
         self.path = Path(path)
         self.contract, self.task_id, self.edge = contract, task_id, edge
-        self._data = self._load()
+        self._rounds: dict[int, dict[str, Committed]] = self._load()
 
     def get(self, round_: int, kind: str) -> Committed | None:
         """What was committed in `round_` as `kind` ("update", "scores", "attestation")."""
-        entry = self._data["rounds"].get(str(round_), {}).get(kind)
-        return _KINDS[kind](**entry) if entry else None
+        return self._rounds.get(round_, {}).get(kind)
 
     def save(self, round_: int, record: Committed) -> None:
         kind = next(k for k, cls in _KINDS.items() if isinstance(record, cls))
-        entries = self._data["rounds"].setdefault(str(round_), {})
+        entries = self._rounds.setdefault(round_, {})
         previous = entries.get(kind)
-        entries[kind] = asdict(record)
+        entries[kind] = record
         try:
             self._write()
         except StateFileError:
@@ -111,13 +125,15 @@ class AgentState:
     def _blob_path(self, round_: int) -> Path:
         return self.path.with_name(f"{self.path.stem}.round-{round_}.update")
 
-    def _load(self) -> dict:
+    def _load(self) -> dict[int, dict[str, Committed]]:
         if not self.path.exists():
-            return {**self._owner(), "rounds": {}}
+            return {}
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
             raise StateFileError(f"cannot read agent state {self.path}: {_reason(exc)}") from None
+        if not isinstance(data, dict):
+            raise StateFileError(f"agent state {self.path} is not a JSON object; move it away")
         # Task ids restart at 1 in every deployment: another contract's salts must not be reused.
         owner = {key: data.get(key) for key in self._owner()}
         if owner != self._owner():
@@ -126,13 +142,40 @@ class AgentState:
                 f"edge {owner['edge']}, not contract {self.contract} task {self.task_id} edge "
                 f"{self.edge}; move it away to start afresh"
             )
-        return data
+        try:
+            return self._decode_rounds(data.get("rounds"))
+        except Undecodable as exc:
+            raise StateFileError(f"{exc}; move it away to start afresh") from None
+
+    def _decode_rounds(self, rounds: Any) -> dict[int, dict[str, Committed]]:
+        """Every record, type-checked now: a damaged entry must stop the agent before it acts,
+        not at the reveal that needs it."""
+        if not isinstance(rounds, dict):
+            raise Undecodable(f"agent state {self.path} has no rounds object")
+        decoded: dict[int, dict[str, Committed]] = {}
+        for key, entries in rounds.items():
+            where = f"agent state {self.path} round {key!r}"
+            if not key.isdigit():
+                raise Undecodable(f"{where}: not a round number")
+            if not isinstance(entries, dict):
+                raise Undecodable(f"agent state {self.path} round {key}: expected an object")
+            decoded[int(key)] = {}
+            for kind, entry in entries.items():
+                if kind not in _KINDS:
+                    raise Undecodable(f"{where}: {kind!r} is not one of {', '.join(_KINDS)}")
+                decoded[int(key)][kind] = decode(_KINDS[kind], entry, f"{where}.{kind}")
+        return decoded
 
     def _owner(self) -> dict:
         return {"contract": self.contract, "task_id": self.task_id, "edge": self.edge}
 
     def _write(self) -> None:
-        _write_atomically(self.path, json.dumps(self._data, indent=1).encode())
+        rounds = {
+            str(round_): {kind: encode(record) for kind, record in entries.items()}
+            for round_, entries in self._rounds.items()
+        }
+        data = {**self._owner(), "rounds": rounds}
+        _write_atomically(self.path, json.dumps(data, indent=1).encode())
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
