@@ -36,6 +36,7 @@ TINY = dataclasses.replace(
     batch_size=4,
     pretrain_pairs=8,
     pretrain_steps=2,
+    pretrain_tune_steps=2,  # the default 1200 end-to-end steps were 100 s of the suite
 )
 
 

@@ -20,6 +20,7 @@ TOY = CaseStudySettings(
     batch_size=4,
     pretrain_pairs=16,
     pretrain_steps=2,
+    pretrain_tune_steps=2,  # the default 1200 end-to-end steps were 100 s of the suite
     utility="loss",
 )
 
