@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgetune.agent.edge import EdgeAgent
+from edgetune.agent.edge import AgentSettings, EdgeAgent
 from edgetune.chain.errors import NonceTaken, TransactionDropped, TransactionReverted
 from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import Phase, Status, Step
@@ -131,3 +131,14 @@ def test_a_nonce_taken_by_another_use_of_the_key_makes_the_agent_look_again():
     assert agent.step() == (True, True)
     assert "looking again" in logs[-1] and "nonce 3" in logs[-1], logs
     assert forgot == [True]
+
+
+def test_an_edge_registers_only_after_the_edges_before_it_in_the_plan():
+    # So its registration index, which every table and figure shows, is its plan index, which
+    # its log file, data folder and the runner's lines show.
+    agent = object.__new__(EdgeAgent)
+    agent.settings = AgentSettings(stake=10**18, register_after=2)
+    waiting = replace(COMMITTING, phase=Phase.REGISTRATION, registered=False, active_edges=1)
+    assert agent._next_action(waiting) is None
+    assert agent._next_action(replace(waiting, active_edges=2)) == agent._register
+    assert agent._next_action(replace(waiting, active_edges=2, registered=True)) is None

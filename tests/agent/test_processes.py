@@ -130,9 +130,13 @@ def test_an_agent_killed_after_saving_each_commitment_is_restarted_and_paid(anvi
     assert [kind for kind, _ in crashes] == list(KINDS)
     # each time it died before it could reveal what it had just committed to
     assert all(done is not None and not done & KINDS[kind] for kind, done in crashes), crashes
-    restarts = [line for line in lines if line.startswith("edge 0 exited with code -9")]
+    # Named as the tables name it: registered first, as the plan's first edge.
+    restarts = [line for line in lines if line.startswith("edge #0 honest ")]
+    assert all("exited with code -9" in line and "edge-0.log" in line for line in restarts)
     assert len(restarts) == len(KINDS), lines
     history = load_history(launched.owner, task_id, launched.deployment.block)
+    # One name per edge: registration order is the plan's, so #i is edge-i.log's edge.
+    assert [e.address for e in history.edges] == [e.address for e in launched.edges]
     (record,) = [e for e in history.edges if e.address == victim.address]
     assert [r.accepted for r in history.rounds] == [True]
     assert record.slashed == 0 and record.rounds_joined == [1]

@@ -263,9 +263,16 @@ def test_the_watcher_keeps_watching_through_an_outage_and_restarts_its_dead_node
     assert watch.chain.forgot == 1  # the restarted node's nonces are read afresh
 
 
-def test_a_dead_agent_is_restarted_a_bounded_number_of_times(no_history, tmp_path):
+def test_a_dead_agent_is_restarted_a_bounded_number_of_times(monkeypatch, tmp_path):
+    # Registered (as #0): its lines name it as the tables do, and name its log.
+    history = SimpleNamespace(rounds=[], edges=[EdgeRecord(0, ADDRESSES[0])])
+    monkeypatch.setattr(processes, "load_history", lambda *args: history)
     dies = EdgeProcess(
-        0, ADDRESSES[0], "honest", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "log"
+        0,
+        ADDRESSES[0],
+        "honest",
+        [sys.executable, "-c", "raise SystemExit(3)"],
+        tmp_path / "edge-0.log",
     )
     watch, lines = watcher(FakeOwner([Phase.UPDATE_COMMIT]), [dies], max_restarts=2)
     dies.start()
@@ -273,8 +280,8 @@ def test_a_dead_agent_is_restarted_a_bounded_number_of_times(no_history, tmp_pat
         watch.watch(timeout_s=120)
     restarts = [line for line in lines if "restarting it" in line]
     assert restarts == [
-        "edge 0 exited with code 3; restarting it (1 of 2)",
-        "edge 0 exited with code 3; restarting it (2 of 2)",
+        "edge #0 honest 0x0000…0001 exited with code 3; restarting it (1 of 2; log edge-0.log)",
+        "edge #0 honest 0x0000…0001 exited with code 3; restarting it (2 of 2; log edge-0.log)",
     ]
     assert sum("leaving it out" in line for line in lines) == 1, lines
 
@@ -318,6 +325,16 @@ def test_agent_options_that_name_no_edge_are_one_line_and_exit_1(captured, argv,
     assert result.exit_code == 1
     assert cause in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert "edge" not in captured
+
+
+def test_a_process_plan_registers_its_edges_in_plan_order(tmp_path):
+    plan = FederationConfig(edges=3, model_dir=tmp_path, workdir=tmp_path).plan(ADDRESSES)
+    ordered = plan.registering_in_order()
+    assert [e.settings.register_after for e in ordered.edges] == [0, 1, 2]
+    assert [e.index for e in ordered.edges] == [0, 1, 2]
+    assert ordered.edges[1].settings.role == plan.edges[1].settings.role  # nothing else changed
+    loaded = FederationPlan.load(ordered.save(tmp_path / "plan.json"))
+    assert [e.settings.register_after for e in loaded.edges] == [0, 1, 2]
 
 
 def test_the_live_table_names_edges_as_the_final_tables_do(tmp_path):

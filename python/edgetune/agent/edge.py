@@ -81,6 +81,10 @@ class AgentSettings:
     # An update the store cannot deliver is judged unavailable only once the scoring phase has
     # this few blocks left (time enough to score and commit); until then it may be an outage.
     content_margin_blocks: int = 3
+    # Register only once this many edges have: the process runner gives each edge its place in
+    # the plan, so the registration index that every table and figure shows is the plan index
+    # its log file, data folder and the runner's lines show. 0: register at once.
+    register_after: int = 0
 
 
 @dataclass
@@ -215,7 +219,8 @@ class EdgeAgent:
     def _next_action(self, status: Status) -> Callable[[Status], None] | None:
         phase = status.phase
         if phase == Phase.REGISTRATION:
-            return None if status.registered else self._register
+            waiting = status.registered or status.active_edges < self.settings.register_after
+            return None if waiting else self._register
         if phase == Phase.FINALIZABLE:
             return self._finalize
         if phase == Phase.TALLY:

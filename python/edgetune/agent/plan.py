@@ -10,7 +10,7 @@ defaulted.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -64,6 +64,17 @@ class FederationPlan:
     def roles(self, addresses: dict[int, str]) -> dict[str, str]:
         """address -> role name, for the views; `addresses`: dev account -> address."""
         return {addresses[e.dev_account]: e.behaviour for e in self.edges}
+
+    def registering_in_order(self) -> "FederationPlan":
+        """This plan with each edge registering only after the edges before it: agent processes
+        start together and would register in whatever order they get ready, while every table,
+        JSON file and figure names an edge by its registration index. Edge indices are plan
+        positions (0..n-1), so the index is one name everywhere."""
+        edges = tuple(
+            replace(edge, settings=replace(edge.settings, register_after=position))
+            for position, edge in enumerate(self.edges)
+        )
+        return replace(self, edges=edges)
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

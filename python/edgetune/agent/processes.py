@@ -37,7 +37,7 @@ from edgetune.agent.publish import PublishedTask
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain
 from edgetune.chain.errors import ChainUnavailable, NodeError, TransactionPending
-from edgetune.chain.history import TaskHistory, load_history
+from edgetune.chain.history import EdgeRecord, TaskHistory, load_history
 from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.records import Deployment, RunRecord, save_deployment
 from edgetune.chain.types import Phase
@@ -146,6 +146,8 @@ def launch(
     and the watcher. `node`: the node this runner manages, restarted if it dies."""
     if plan.model.kind != "text":
         raise InProcessOnly(f"a {plan.model.kind} plan's learners cannot run as agent processes")
+    # Registration order names the edges on chain; the plan's order names their processes.
+    plan = plan.registering_in_order()
     owner, deployment, store, task = publish_plan(plan, chain)
     plan_file = plan.save(plan.workdir / PLAN_FILE)
     edges = [
@@ -277,14 +279,14 @@ class Watcher:
             if edge.restarts >= self.max_restarts:
                 edge.given_up = True
                 self.log(
-                    f"edge {edge.index} exited with code {code} after {edge.restarts} "
+                    f"edge {self._label(edge)} exited with code {code} after {edge.restarts} "
                     f"restarts; leaving it out (see {edge.log_path})"
                 )
                 continue
             edge.restarts += 1
             self.log(
-                f"edge {edge.index} exited with code {code}; restarting it "
-                f"({edge.restarts} of {self.max_restarts})"
+                f"edge {self._label(edge)} exited with code {code}; restarting it "
+                f"({edge.restarts} of {self.max_restarts}; log {edge.log_path.name})"
             )
             edge.start()
         if self.edges and all(edge.given_up for edge in self.edges):
@@ -352,19 +354,24 @@ class Watcher:
         table = Table(box=None)
         for column in ("edge", "median Shapley score by round", "earned (ETH)", "last log line"):
             table.add_column(column)
-        records = {e.address: e for e in self.history.edges} if self.history else {}
-        roles = {edge.address: edge.behaviour for edge in self.edges}
         for edge in self.edges:
-            record = records.get(edge.address)
+            record = self._record_of(edge)
             scores = (
                 " ".join(f"{s:+.3f}" for _, s in sorted(record.scores.items())) if record else ""
             )
             earned = f"{record.earned / ETHER:.4f}" if record else ""
-            # Named as the final tables name it (registration order); unregistered: no index yet.
-            label = (
-                edge_label(record, roles)
-                if record
-                else f"{edge.behaviour} {short_address(edge.address)}"
-            )
-            table.add_row(label, scores, earned, edge.last_line())
+            table.add_row(self._label(edge), scores, earned, edge.last_line())
         return table
+
+    def _record_of(self, edge: EdgeProcess) -> EdgeRecord | None:
+        records = self.history.edges if self.history else []
+        return next((r for r in records if r.address == edge.address), None)
+
+    def _label(self, edge: EdgeProcess) -> str:
+        """The edge as the final tables name it (its registration index, which the plan's
+        registration order makes its plan index and log file number); unregistered: no index
+        yet."""
+        record = self._record_of(edge)
+        if record is None:
+            return f"{edge.behaviour} {short_address(edge.address)}"
+        return edge_label(record, {edge.address: edge.behaviour})
