@@ -138,8 +138,22 @@ def history_json(history: TaskHistory, roles: Mapping[str, str] | None = None) -
     return json.dumps(data, indent=2)
 
 
+def figure_path(path: Path) -> Path:
+    """The file `plot_rewards` writes for `path`: `path` itself, or with `.png` (matplotlib's
+    default) when it names no format."""
+    return path if path.suffix else path.with_name(f"{path.name}.png")
+
+
+def figure_formats() -> set[str]:
+    """The file suffixes (without the dot) matplotlib writes figures as."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return set(FigureCanvasBase.get_supported_filetypes())
+
+
 def plot_rewards(history: TaskHistory, path: Path, roles: Mapping[str, str] | None = None) -> Path:
-    """Cumulative reward per edge by round, and each edge's median score against its reward."""
+    """Cumulative reward per edge by round, and each edge's median score against its reward;
+    returns the file written (see `figure_path`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,6 +180,7 @@ def plot_rewards(history: TaskHistory, path: Path, roles: Mapping[str, str] | No
     if history.edges:
         cumulative.legend(fontsize=8)
     figure.tight_layout()
+    path = figure_path(path)
     try:
         figure.savefig(path, dpi=120)
     finally:

@@ -26,6 +26,7 @@ from edgetune.chain.deploy import deploy
 from edgetune.chain.records import Deployment
 from edgetune.chain.types import SCORE_SCALE, Phase, TaskConfig
 from edgetune.contribution import ShapleyConfig
+from edgetune.errors import EdgetuneError
 from edgetune.learning import (
     AdaptedModel,
     AdapterSpec,
@@ -43,6 +44,10 @@ from edgetune.storage import ContentStore, open_store
 ETHER = 10**18
 # The runner's own score of a global adapter on its held-out test set: (loss, accuracy).
 TestMetric = Callable[[AdaptedModel, Mapping[str, torch.Tensor]], tuple[float, float]]
+
+
+class TooManyEdges(EdgetuneError):
+    """More edges than the chain has dev accounts to sign with (one is the owner's)."""
 
 
 @dataclass(frozen=True)
@@ -124,9 +129,19 @@ class FederationConfig:
         """Whose data edge `index` trains on: a copier holds a copy of edge 0's."""
         return 0 if self.behaviour(index) == "copier" else index
 
+    def check_accounts(self, count: int) -> None:
+        """Refuse, before anything is deployed, a federation the chain's `count` dev accounts
+        cannot sign for: edge i signs as dev account i + 1, 0 is the owner's."""
+        if self.edges >= count:
+            raise TooManyEdges(
+                f"{self.edges} edges need {self.edges + 1} dev accounts (one is the owner's); "
+                f"the chain has {count}, so at most {count - 1} edges"
+            )
+
     def plan(self, accounts: Sequence[str]) -> FederationPlan:
         """The plan on a chain whose dev account i has address `accounts[i]`: edge i signs as
         dev account i + 1 (0 is the owner's), and a copier copies edge 0."""
+        self.check_accounts(len(accounts))
         return FederationPlan(
             task=self.task_template(),
             pool_wei=int(self.pool_ether * ETHER),

@@ -5,9 +5,9 @@ No web3 here: `edgetune chain status` reads the last run to find its node, and m
 """
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 from edgetune.chain.errors import DeploymentNotFound, RecordUnreadable
 from edgetune.chain.project import find_project_root, state_dir
@@ -83,22 +83,36 @@ def _write_json(path: Path, fields: dict[str, Any]) -> None:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise RecordUnreadable(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RecordUnreadable(
+            f"{path} is not UTF-8 ({exc.reason} at byte {exc.start}); delete it"
+        ) from None
     try:
-        fields = json.loads(text)
+        values = json.loads(text)
     except ValueError as exc:
         raise RecordUnreadable(f"{path} is not JSON ({exc}); delete it") from None
-    if not isinstance(fields, dict):
+    if not isinstance(values, dict):
         raise RecordUnreadable(f"{path} is not a JSON object; delete it")
-    return fields
+    return values
 
 
-def _record(kind: type[_R], fields: dict[str, Any], path: Path) -> _R:
+def _record(kind: type[_R], values: dict[str, Any], path: Path) -> _R:
+    """`kind` from a file's fields, each of its declared type (a record edited by hand, or
+    written by another version, fails here by name rather than later as an AttributeError)."""
     try:
-        return kind(**fields)
+        record = kind(**values)
     except TypeError:
         raise RecordUnreadable(f"{path} does not hold a {kind.__name__}; delete it") from None
+    types = get_type_hints(kind)
+    for field in fields(record):  # type: ignore[arg-type]
+        value = getattr(record, field.name)
+        if type(value) is not types[field.name]:  # exact: JSON's true is no block number
+            raise RecordUnreadable(
+                f"{path}: {field.name} is {value!r}, not {types[field.name].__name__}; delete it"
+            )
+    return record

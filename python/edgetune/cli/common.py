@@ -11,8 +11,10 @@ Nothing here imports web3 at module level: `--help` and `chain` stay fast.
 
 import functools
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import urlsplit
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 
 LOCAL_CHAINS = ("anvil", "hardhat")
 WEI_PER_ETHER = 10**18
+# The contract's integer types (contracts/IEdgeTune.sol): an option bound for one is range-checked
+# (`int_range`), so a value that cannot be encoded is refused by name, not by the ABI coder.
+UINT16_MAX, UINT256_MAX = 2**16 - 1, 2**256 - 1
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Logs (make demo > file, CI) get wide tables too; a terminal keeps its own width.
@@ -56,7 +61,9 @@ class _OneLineUsageErrors(TyperGroup):
     line and exit 1, not click's boxed usage text."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        argv = kwargs.get("args", args[0] if args else None)
         try:
+            _refuse_undecodable(sys.argv[1:] if argv is None else argv)
             result = super().main(*args, standalone_mode=False, **kwargs)
         except typer.TyperException as exc:  # click's usage errors, vendored by typer
             if not standalone_mode:
@@ -73,6 +80,22 @@ class _OneLineUsageErrors(TyperGroup):
         if not standalone_mode:
             return result
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _refuse_undecodable(argv: Sequence[str]) -> None:
+    """Bytes of an argument that are not UTF-8 reach Python as lone surrogates, which no
+    transaction, file or terminal can encode: refuse them by option, before any command runs."""
+    for index, arg in enumerate(argv):
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            if arg.startswith("--") and "=" in arg:
+                option, value = arg.split("=", 1)
+            elif index and argv[index - 1].startswith("-"):
+                option, value = argv[index - 1], arg
+            else:
+                option, value = f"argument {index + 1}", arg
+            raise typer.BadParameter(f"{value!r}: not UTF-8", param_hint=option) from None
 
 
 app = typer.Typer(
@@ -232,8 +255,9 @@ def running_anvil_ports() -> list[int]:
     return ports
 
 
-def parse_ether(option: str, text: str, *, positive: bool) -> int:
-    """An ether amount typed by a person, in wei, exactly (no float rounding)."""
+def parse_ether(option: str, text: str, *, positive: bool, bits: int = 256) -> int:
+    """An ether amount typed by a person, in wei, exactly (no float rounding), that fits the
+    contract field's `uint<bits>`."""
     try:
         amount = Decimal(text)
     except InvalidOperation:
@@ -242,9 +266,19 @@ def parse_ether(option: str, text: str, *, positive: bool) -> int:
         raise InvalidOption(
             option, text, f"must be a {'positive' if positive else 'non-negative'} amount of ether"
         )
-    wei = amount * WEI_PER_ETHER
-    if wei != wei.to_integral_value():
-        raise InvalidOption(option, text, "has more than 18 decimals (below one wei)")
+    too_big = InvalidOption(option, text, f"is more than a uint{bits} holds in wei")
+    below_wei = InvalidOption(option, text, "has more than 18 decimals (below one wei)")
+    # The exponent is checked before any arithmetic: 1e999999999 overflows Decimal's context,
+    # and 1e-999999999 would round to 0 wei.
+    if amount.adjusted() > 80:
+        raise too_big
+    if amount and amount.adjusted() < -18:
+        raise below_wei
+    wei = Fraction(amount) * WEI_PER_ETHER
+    if wei.denominator != 1:
+        raise below_wei
+    if wei >= 2**bits:
+        raise too_big
     return int(wei)
 
 
@@ -259,3 +293,46 @@ def parse_hash(option: str, text: str) -> bytes:
             option, repr(text), f"must be 32 bytes (64 hex digits), got {len(value)}"
         )
     return value
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[int | None], int | None]:
+    """An int option's callback refusing a value outside low..high by value (click's own range
+    message leaves the value out)."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and (value < low or (high is not None and value > high)):
+            bound = f"in {low}..{high}" if high is not None else f"at least {low}"
+            raise typer.BadParameter(f"{value}: must be {bound}")
+        return value
+
+    return check
+
+
+def plot_target(path: Path | None) -> Path | None:
+    """`--plot`'s callback: the file the figure goes to, refused before anything is fetched or
+    run when matplotlib could not write it (a folder, a format it does not know)."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder; name a file, e.g. {path / 'rewards.png'}")
+    from edgetune.views import figure_formats, figure_path
+
+    target, formats = figure_path(path), figure_formats()
+    if target.suffix.lstrip(".").lower() not in formats:
+        raise typer.BadParameter(
+            f"{path}: no figure format {target.suffix!r} (one of {', '.join(sorted(formats))})"
+        )
+    return target
+
+
+def quiet_libraries() -> None:
+    """Keep stderr for our one error line: transformers' and huggingface_hub's progress bars
+    ("Loading weights") and the libraries' FutureWarnings say nothing a user can act on. Our own
+    log lines go through the consoles, so they stay."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    disable_progress_bars()

@@ -1,20 +1,23 @@
 """`edgetune agent`, `federation` and `case-study`: the commands that train and evaluate, so the
 only ones that import the learning stack (inside their bodies, to keep start-up light)."""
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgetune.agent.roles import BEHAVIOURS
 from edgetune.cli.common import (
     DEFAULT_PORT,
-    WEI_PER_ETHER,
+    UINT16_MAX,
+    UINT256_MAX,
     ChainOption,
     ContractOption,
     DevAccountOption,
     JsonOption,
     KeystoreOption,
+    NodePortOption,
     PortOption,
     RpcUrlOption,
     app,
@@ -22,15 +25,27 @@ from edgetune.cli.common import (
     console,
     contract_client,
     err_console,
+    int_range,
     one_line_errors,
+    parse_ether,
+    plot_target,
+    quiet_libraries,
 )
 from edgetune.cli.errors import InvalidOption
+from edgetune.errors import EdgetuneError
+
+if TYPE_CHECKING:
+    from edgetune.learning import AdapterSpec
+
+FEDERATION_CHAINS = ("anvil", "embedded")
 
 
 @app.command("agent")
 @one_line_errors
 def agent_command(
-    task: Annotated[int, typer.Option(help="Task id to work on.")],
+    task: Annotated[
+        int, typer.Option(help="Task id to work on.", callback=int_range(0, UINT256_MAX))
+    ],
     data: Annotated[
         Path | None, typer.Option(help="Folder with train.jsonl and validation.jsonl.")
     ] = None,
@@ -41,6 +56,7 @@ def agent_command(
     edge: Annotated[int | None, typer.Option(help="Which edge of --plan to run.")] = None,
     chain: ChainOption = "anvil",
     rpc_url: RpcUrlOption = None,
+    port: NodePortOption = None,
     keystore: KeystoreOption = None,
     dev_account: DevAccountOption = 1,
     contract: ContractOption = None,
@@ -49,8 +65,10 @@ def agent_command(
         Path | None, typer.Option(help="Local base model (else fetched by CID).")
     ] = None,
     spec: Annotated[Path | None, typer.Option(help="The task's LoRA spec JSON.")] = None,
-    stake: Annotated[float, typer.Option(help="Stake in ether when registering.")] = 0.5,
-    steps: Annotated[int, typer.Option(help="Local training steps per round.")] = 40,
+    stake: Annotated[str, typer.Option(help="Stake in ether when registering.")] = "0.5",
+    steps: Annotated[
+        int, typer.Option(help="Local training steps per round.", callback=int_range(1))
+    ] = 40,
     lr: Annotated[float | None, typer.Option(help="Local learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Local batch size.")] = None,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
@@ -67,6 +85,7 @@ def agent_command(
 ) -> None:
     """Run one edge: register, then train, commit, reveal, score, attest every round. Either
     --plan FILE --edge I (as `edgetune federation` starts its agents) or --data and the flags."""
+    quiet_libraries()
     from dataclasses import replace
 
     from edgetune.agent.edge import AgentSettings
@@ -93,7 +112,7 @@ def agent_command(
         if shapley_exact is not None:
             shapley = replace(shapley, exact_max_players=shapley_exact)
         settings = AgentSettings(
-            stake=int(stake * WEI_PER_ETHER),
+            stake=parse_ether("--stake", stake, positive=True),
             shapley=shapley,
             role=Role(behaviour, role_seed, copy_of),  # type: ignore[arg-type]
         )
@@ -101,9 +120,9 @@ def agent_command(
         train = replace(train, lr=lr if lr is not None else train.lr)
         train = replace(train, batch_size=batch_size or train.batch_size)
         edge_spec = EdgeSpec(0, dev_account, data, train, settings)
-        adapter = AdapterSpec.from_json(spec.read_text()) if spec else AdapterSpec()
+        adapter = load_spec(spec) if spec else AdapterSpec()
         model_spec = ModelSpec("text", model, adapter)
-    connection = connect_chain(chain, rpc_url, keystore)
+    connection = connect_chain(chain, rpc_url, keystore, port)
     client = contract_client(connection, contract, dev_account)
     agent = build_agent(
         client,
@@ -118,30 +137,67 @@ def agent_command(
     console.print(f"task {task} is over; owed {client.owed(client.sender_address) / 1e18:.6f} ETH")
 
 
+def load_spec(path: Path) -> "AdapterSpec":
+    """`--spec FILE`: a LoRA spec's JSON, refused naming the file when it is not one."""
+    from edgetune.learning import AdapterSpec
+
+    try:
+        text = path.read_bytes().decode()  # UnicodeDecodeError is a ValueError
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("not a JSON object")
+        return AdapterSpec.from_json(text)
+    except (ValueError, EdgetuneError) as exc:
+        raise InvalidOption("--spec", path, str(exc)) from None
+
+
 @app.command("federation")
 @one_line_errors
 def federation_command(
-    edges: Annotated[int, typer.Option(help="Number of edges.")] = 3,
-    rounds: Annotated[int, typer.Option(help="Number of rounds.")] = 3,
-    free_riders: Annotated[int, typer.Option(help="Edges that submit zero updates.")] = 0,
-    copiers: Annotated[int, typer.Option(help="Edges that submit near-copies of edge 0's.")] = 0,
-    lazy: Annotated[int, typer.Option(help="Validators that score 0 without evaluating.")] = 0,
-    poisoners: Annotated[int, typer.Option(help="Edges that submit destructive noise.")] = 0,
-    steps: Annotated[int, typer.Option(help="Local training steps per round.")] = 60,
+    edges: Annotated[int, typer.Option(help="Number of edges.", callback=int_range(1))] = 3,
+    rounds: Annotated[
+        int, typer.Option(help="Number of rounds.", callback=int_range(1, UINT16_MAX))
+    ] = 3,
+    free_riders: Annotated[
+        int, typer.Option(help="Edges that submit zero updates.", callback=int_range(0))
+    ] = 0,
+    copiers: Annotated[
+        int, typer.Option(help="Edges that submit near-copies of edge 0's.", callback=int_range(0))
+    ] = 0,
+    lazy: Annotated[
+        int, typer.Option(help="Validators that score 0 without evaluating.", callback=int_range(0))
+    ] = 0,
+    poisoners: Annotated[
+        int, typer.Option(help="Edges that submit destructive noise.", callback=int_range(0))
+    ] = 0,
+    steps: Annotated[
+        int, typer.Option(help="Local training steps per round.", callback=int_range(1))
+    ] = 60,
     model: Annotated[str, typer.Option(help="tiny | smollm2 | path to a model folder")] = "tiny",
     chain: Annotated[
         str, typer.Option(help="anvil (processes) | embedded (one process)")
     ] = "anvil",
+    rpc_url: Annotated[
+        str | None,
+        typer.Option(
+            "--rpc-url",
+            help="Run on the node already at this URL (not restarted if it dies) instead of "
+            "starting anvil on --port.",
+        ),
+    ] = None,
     port: PortOption = DEFAULT_PORT,
     ipfs: Annotated[str, typer.Option(help="embedded | ipfs[:MULTIADDR]")] = "embedded",
-    plot: Annotated[Path, typer.Option(help="Where to write the rewards figure.")] = Path(
-        ".edgetune/federation/rewards.png"
-    ),
+    plot: Annotated[
+        Path, typer.Option(help="Where to write the rewards figure.", callback=plot_target)
+    ] = Path(".edgetune/federation/rewards.png"),
     as_json: JsonOption = False,
 ) -> None:
     """Run a whole federation locally: deploy, publish a task, N edges with non-IID data."""
+    if chain not in FEDERATION_CHAINS:
+        raise InvalidOption("--chain", chain, f"must be {' or '.join(FEDERATION_CHAINS)}")
+    quiet_libraries()
     from edgetune.agent.federation import FederationConfig, run_in_process
     from edgetune.agent.processes import run_processes
+    from edgetune.chain.connect import connect
     from edgetune.chain.history import load_history
     from edgetune.chain.nodes import AnvilNode
     from edgetune.learning import TrainConfig, resolve_base_model
@@ -165,15 +221,24 @@ def federation_command(
         out.print(line, markup=False)
 
     if chain == "embedded":
-        result = run_in_process(config, log=log)
-        connection, plan = result.chain, result.plan
+        connection = connect("embedded")
+        config.check_accounts(len(connection.accounts))  # before any data is written
+        result = run_in_process(config, log=log, chain=connection)
+        plan = result.plan
         history = load_history(result.owner, result.task.task_id, result.deployment_block)
         out.print(timings_table(result.timings, "time per round, summed over edges"))
     else:
-        node = AnvilNode(port=port)
-        node.start()
-        connection = connect_chain("anvil", node.url, None)
-        plan, record = run_processes(config, connection, node.url, node, not as_json, log)
+        # A node given by URL is someone else's: the runner uses it but does not restart it.
+        node: AnvilNode | None = None
+        if rpc_url:
+            url = rpc_url
+        else:
+            node = AnvilNode(port=port)
+            node.start()
+            url = node.url
+        connection = connect_chain("anvil", url, None)
+        config.check_accounts(len(connection.accounts))
+        plan, record = run_processes(config, connection, url, node, not as_json, log)
         client = contract_client(connection, record.contract, 0)
         history = load_history(client, record.task_id, record.from_block)
     roles = plan.roles({i: account.address for i, account in enumerate(connection.accounts)})

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from edgetune.cli.common import (
+    UINT16_MAX,
+    UINT256_MAX,
     WEI_PER_ETHER,
     ChainOption,
     ContractOption,
@@ -21,10 +23,12 @@ from edgetune.cli.common import (
     console,
     contract_client,
     err_console,
+    int_range,
     last_run_on,
     one_line_errors,
     parse_ether,
     parse_hash,
+    plot_target,
 )
 from edgetune.cli.errors import InvalidOption
 
@@ -83,8 +87,12 @@ def task_create(
     base_model_uri: Annotated[str, typer.Option(help="Name or URI of the base model.")] = "",
     base_model_cid: Annotated[str, typer.Option(help="CID of the base model archive.")] = "",
     pool: Annotated[str, typer.Option(help="Reward pool in ether.")] = "1",
-    rounds: Annotated[int, typer.Option(help="Number of rounds.")] = 3,
-    max_edges: Annotated[int, typer.Option(help="Most edges that may register.")] = 8,
+    rounds: Annotated[
+        int, typer.Option(help="Number of rounds.", callback=int_range(1, UINT16_MAX))
+    ] = 3,
+    max_edges: Annotated[
+        int, typer.Option(help="Most edges that may register.", callback=int_range(1, UINT16_MAX))
+    ] = 8,
     min_stake: Annotated[str, typer.Option(help="Minimum stake in ether.")] = "0.1",
     chain: ChainOption = "anvil",
     rpc_url: RpcUrlOption = None,
@@ -105,9 +113,7 @@ def task_create(
     }
     model_hash, spec_hash, global_hash = (parse_hash(o, text) for o, text in hashes.items())
     pool_wei = parse_ether("--pool", pool, positive=True)
-    min_stake_wei = parse_ether("--min-stake", min_stake, positive=False)
-    if not 0 < max_edges < 2**16:
-        raise InvalidOption("--max-edges", max_edges, "must be in 1..65535")
+    min_stake_wei = parse_ether("--min-stake", min_stake, positive=False, bits=128)
     config = TaskConfig(
         base_model_hash=model_hash,
         adapter_spec_hash=spec_hash,
@@ -159,7 +165,11 @@ def task_create(
 @one_line_errors
 def rewards_command(
     task: Annotated[
-        int | None, typer.Option(help="Task id [default: the last federation's on this chain].")
+        int | None,
+        typer.Option(
+            help="Task id [default: the last federation's on this chain].",
+            callback=int_range(0, UINT256_MAX),
+        ),
     ] = None,
     chain: ChainOption = "anvil",
     rpc_url: RpcUrlOption = None,
@@ -173,7 +183,10 @@ def rewards_command(
         ),
     ] = 0,
     as_json: JsonOption = False,
-    plot: Annotated[Path | None, typer.Option(help="Also write a PNG figure here.")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also write the figure here (PNG, or by suffix).", callback=plot_target),
+    ] = None,
 ) -> None:
     """Who earned what, rebuilt from on-chain state and events only."""
     from edgetune.chain.history import load_history
@@ -209,7 +222,12 @@ def withdraw_command(
     dev_account: DevAccountOption = 1,
     contract: ContractOption = None,
     release_task: Annotated[
-        int | None, typer.Option("--release-stake", help="First release the stake of this task.")
+        int | None,
+        typer.Option(
+            "--release-stake",
+            help="First release the stake of this task.",
+            callback=int_range(0, UINT256_MAX),
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
