@@ -16,7 +16,12 @@ from web3.contract import Contract
 
 from edgetune.chain.compiler import compile_contracts
 from edgetune.chain.connect import Chain, call, connect, send
-from edgetune.chain.errors import ChainUnavailable, TransactionDropped, TransactionPending
+from edgetune.chain.errors import (
+    ChainUnavailable,
+    TransactionDropped,
+    TransactionPending,
+    TransactionRefused,
+)
 from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.transport import RetryPolicy
 
@@ -208,3 +213,78 @@ def test_a_nonce_gap_after_the_node_lost_a_mined_transaction_is_dropped_not_awai
     assert counter.functions.value().call() == value
     send(chain, counter.functions.inc(1), sender)  # sent again at the chain's own nonce
     assert counter.functions.value().call() == value + 1
+
+
+def test_an_answer_cut_short_is_retried_like_any_transient_fault(
+    anvil, counter_address, proxy
+) -> None:
+    # requests raises ChunkedEncodingError ("Connection broken: IncompleteRead"), not a
+    # ConnectionError: it must be retried like one, not end the command.
+    chain = connect("anvil", url=proxy.url)
+    counter = counter_on(chain, counter_address)
+    value, calls = counter.functions.value().call(), proxy.requests.count("eth_call")
+    proxy.cut_answers(1)
+    assert call(chain, counter.functions.value()) == value
+    assert proxy.requests.count("eth_call") == calls + 2  # the cut answer, then the retry
+
+
+def test_a_node_error_at_estimation_that_is_no_revert_is_one_line_and_sends_nothing(
+    anvil,
+) -> None:
+    chain = connect("anvil", url=anvil.url)
+    sender = chain.accounts[7]
+    nonce = nonce_of(anvil, sender.address)
+    endless = "0x5b600056"  # init code JUMPDEST PUSH1 0 JUMP: no gas limit is enough
+    with pytest.raises(TransactionRefused) as caught:
+        chain.transport.send(sender, None, endless)
+    message = str(caught.value)
+    assert anvil.url in message and "gas" in message and "\n" not in message
+    assert "{" not in message  # the node's message, not web3's dict
+    assert nonce_of(anvil, sender.address) == nonce
+
+
+def test_gap_fillers_are_journaled_awaited_within_the_wait_and_known_as_ours_later(
+    anvil, counter_address, tmp_path
+) -> None:
+    """The node forgets a pending transaction and the sender's nonce moves back (a restart
+    from older state): the rerun fills the gap with no-ops. With mining stopped it must give up
+    at its timeout (TransactionPending), not poll forever; the no-ops are journaled, so the run
+    after mining resumes finds its own no-ops on those nonces (no NonceTaken) and sends."""
+    journal = tmp_path / "transactions"
+    first = connect("anvil", url=anvil.url, journal=journal)
+    counter = counter_on(first, counter_address)
+    sender = first.accounts[8]
+    send(first, counter.functions.inc(1), sender)  # nonce >= 1, so it can move back one
+    value, nonce = counter.functions.value().call(), nonce_of(anvil, sender.address)
+    first._rpc("evm_setAutomine", [False])
+    try:
+        with pytest.raises(TransactionPending):
+            send(first, counter.functions.inc(1), sender, timeout=FAST_WAIT)
+        first._rpc("anvil_dropAllTransactions", [])
+        first._rpc("anvil_setNonce", [sender.address, hex(nonce - 1)])
+
+        second = connect("anvil", url=anvil.url, journal=journal)
+        outcome: list = []
+
+        def rerun() -> None:
+            try:
+                send(second, counter_on(second, counter_address).functions.inc(1), sender,
+                     timeout=5)  # fmt: skip
+            except Exception as exc:  # the test asserts which one
+                outcome.append(exc)
+
+        worker = threading.Thread(target=rerun, daemon=True)
+        worker.start()
+        worker.join(timeout=120)
+        assert not worker.is_alive(), "the rerun never gave up waiting"
+        assert len(outcome) == 1 and isinstance(outcome[0], TransactionPending), outcome
+        journaled = second.transport.journal.pending(sender.address)
+        assert [e.nonce for e in journaled] == [nonce - 1, nonce]
+        assert all(e.data == "0x" and e.to == sender.address for e in journaled)
+    finally:
+        first._rpc("evm_setAutomine", [True])
+    first.mine()  # the no-ops in the pool
+    third = connect("anvil", url=anvil.url, journal=journal)
+    send(third, counter_on(third, counter_address).functions.inc(1), sender)
+    assert counter.functions.value().call() == value + 1  # the dropped one never ran
+    assert third.transport.journal.pending(sender.address) == []

@@ -5,6 +5,7 @@
         proxy.refuse(5)              # the node "goes away" for 5 s: connections are refused
         proxy.drop_transactions(1)   # the next raw transaction is acknowledged but never arrives
         proxy.hold_receipts(30)      # receipts read null (as if not mined yet) for 30 s
+        proxy.cut_answers(1)         # the next answer stops halfway (a truncated response)
 
 Single and batch requests are forwarded as they came; only the faulted calls are answered by the
 proxy itself. It speaks HTTP/1.0 (one request per connection), so closing the listener really
@@ -41,6 +42,7 @@ class RpcProxy:
         self._thread: threading.Thread | None = None
         self._reopen: threading.Timer | None = None
         self._drops = 0
+        self._cuts = 0
         self._receipts_held_until = 0.0
         self._closed = False
 
@@ -78,6 +80,11 @@ class RpcProxy:
         """Acknowledge the next `count` eth_sendRawTransaction with their hash, forward none."""
         with self._lock:
             self._drops += count
+
+    def cut_answers(self, count: int) -> None:
+        """Send only the first half of the next `count` answers (Content-Length says all)."""
+        with self._lock:
+            self._cuts += count
 
     def hold_receipts(self, seconds: float) -> None:
         """Answer eth_getTransactionReceipt with null for `seconds` from now."""
@@ -121,12 +128,19 @@ class RpcProxy:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(reply)
+                self.wfile.write(reply[: len(reply) // 2] if proxy._cut() else reply)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
         return Handler
+
+    def _cut(self) -> bool:
+        with self._lock:
+            if self._cuts == 0:
+                return False
+            self._cuts -= 1
+            return True
 
     def _answer(self, body: bytes) -> tuple[int, bytes]:
         try:

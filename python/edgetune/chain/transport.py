@@ -46,11 +46,11 @@ from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.types import TxReceipt
 
 from edgetune.chain.errors import (
-    ChainError,
     ChainUnavailable,
     NonceTaken,
     TransactionDropped,
     TransactionPending,
+    TransactionRefused,
     TransactionReverted,
 )
 from edgetune.chain.journal import Journal, SentTransaction
@@ -160,7 +160,7 @@ class Transport:
             self.journal.settle(sender.address, sent.nonce)
             self.forget_nonces()  # resync nonce and fees from the node
             if attempt == 2:
-                raise ChainError(f"{self.url} refused the transaction: {refusal}")
+                raise TransactionRefused(f"{self.url} refused the transaction: {refusal}")
         receipt = self._await(sent, sender, timeout)
         self.journal.settle(sender.address, sent.nonce)
         return self._checked(sent, receipt)
@@ -206,57 +206,77 @@ class Transport:
             self.read(lambda: self.w3.eth.send_raw_transaction(sent.raw))
             return None
         except (Web3Exception, ValueError) as exc:
-            refusal = one_line(exc)
+            refusal = node_message(exc)
             if any(hint in refusal.lower() for hint in _ACCEPTED_HINTS) and self._known(sent):
                 return None
             return refusal
 
     def _await(self, sent: SentTransaction, sender: LocalAccount, timeout: float) -> TxReceipt:
         """The receipt of `sent` (or of its replacement), resending it if the node lost it."""
-        start = time.monotonic()
-        checked = start
+        return self._await_until(sent, sender, time.monotonic() + timeout, timeout)
+
+    def _await_until(
+        self, sent: SentTransaction, sender: LocalAccount, deadline: float, timeout: float
+    ) -> TxReceipt:
+        checked = time.monotonic()
         pause = 0.02
         while (receipt := self._mined(sent)) is None:
             now = time.monotonic()
-            if now - start >= timeout:
+            if now >= deadline:
                 raise TransactionPending(sent.tx_hash, sent.nonce, timeout)
             if now - checked >= _LIVENESS_CHECK_S:
                 checked = now
-                self._check_no_gap(sent, sender)
+                self._check_no_gap(sent, sender, deadline, timeout)
                 if not self._known(sent):
                     self._resend_lost(sent)
             time.sleep(pause)
             pause = min(2 * pause, 0.25)
         return receipt
 
-    def _check_no_gap(self, sent: SentTransaction, sender: LocalAccount) -> None:
+    def _check_no_gap(
+        self, sent: SentTransaction, sender: LocalAccount, deadline: float, timeout: float
+    ) -> None:
         """Raise TransactionDropped if `sent` waits behind a nonce nobody will ever send: the
         node's next nonce for the sender (counting its pool) is below `sent`'s, which happens
         when a node restarted from an older state lost a transaction already mined.
 
         `sent` signed against a state the chain no longer has, so it must never run: the gap is
         filled with no-op transfers to self and `sent` is replaced by one (same nonce, higher
-        fee), all awaited, before the caller re-reads the chain and sends what is still needed."""
+        fee). They are journaled like any transaction (a later run awaits them, and knows the
+        nonces they take are its own) and awaited within the caller's wait (TransactionPending
+        after it), before the caller re-reads the chain and sends what is still needed."""
         count = self.w3.eth.get_transaction_count
         expected = self.read(lambda: count(sent.sender, "pending"))
         if expected >= sent.nonce:
             return
         # The replacement first: once the gap is filled, `sent` would run at once.
-        for nonce in (sent.nonce, *range(expected, sent.nonce)):
-            noop = SentTransaction(
-                sender.address, nonce, sender.address, "0x", 0, 21_000, self._max_fee(),
-                _TIP_WEI, raw="",
-            )  # fmt: skip
-            if nonce == sent.nonce:  # a replacement must pay more than what it replaces
-                noop.max_fee = max(noop.max_fee, math.ceil(sent.max_fee * _REPLACEMENT_BUMP))
-                noop.tip = math.ceil(sent.tip * _REPLACEMENT_BUMP)
-            signed = sender.sign_transaction(noop.unsigned(self.chain_id))
-            self.read(lambda raw=signed.raw_transaction: self.w3.eth.send_raw_transaction(raw))
-        while self.read(lambda: count(sent.sender, "latest")) <= sent.nonce:
-            time.sleep(0.05)
-        self.journal.settle(sent.sender, sent.nonce)
+        fillers = [self._noop(sender, sent.nonce, replacing=sent)]
+        fillers += [self._noop(sender, nonce) for nonce in range(expected, sent.nonce)]
+        for filler in fillers:
+            self.journal.record(filler)
+            self._broadcast(filler)
+        for filler in sorted(fillers, key=lambda f: f.nonce):
+            self._await_until(filler, sender, deadline, timeout)
+            self.journal.settle(sent.sender, filler.nonce)
         self._forget_nonce(sent.sender)
         raise TransactionDropped(sent.tx_hash, sent.nonce, expected)
+
+    def _noop(
+        self, sender: LocalAccount, nonce: int, replacing: SentTransaction | None = None
+    ) -> SentTransaction:
+        """A signed transfer of nothing to self at `nonce`; replacing a transaction, it pays
+        more (nodes want that) and keeps the older hashes, so whichever is mined is found."""
+        noop = SentTransaction(
+            sender.address, nonce, sender.address, "0x", 0, 21_000, self._max_fee(), _TIP_WEI,
+            raw="", hashes=list(replacing.hashes) if replacing else [],
+        )  # fmt: skip
+        if replacing is not None:
+            noop.max_fee = max(noop.max_fee, math.ceil(replacing.max_fee * _REPLACEMENT_BUMP))
+            noop.tip = math.ceil(replacing.tip * _REPLACEMENT_BUMP)
+        signed = sender.sign_transaction(noop.unsigned(self.chain_id))
+        noop.raw = signed.raw_transaction.to_0x_hex()
+        noop.hashes.append(signed.hash.to_0x_hex())
+        return noop
 
     def _resend_lost(self, sent: SentTransaction) -> None:
         count = self.w3.eth.get_transaction_count
@@ -298,6 +318,11 @@ class Transport:
             return int(self.read(lambda: self.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]
         except revert_types() as exc:
             raise self._reverted(None, revert_data(exc)) from None
+        except (Web3Exception, ValueError) as exc:  # the node's own refusal: out of gas, funds
+            target = f"to {to}" if to else "creating a contract"
+            raise TransactionRefused(
+                f"{self.url} cannot estimate gas for the transaction {target}: {node_message(exc)}"
+            ) from None
 
     def _max_fee(self) -> int:
         """Twice the latest base fee plus the tip, the base fee reused for a few seconds (dev
@@ -342,6 +367,15 @@ def one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def node_message(exc: BaseException) -> str:
+    """A node's error answer as it wrote it: web3 shows the whole JSON-RPC error dict."""
+    response = getattr(exc, "rpc_response", None)
+    error = response.get("error") if isinstance(response, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    lines = message.strip().splitlines() if isinstance(message, str) else []
+    return lines[0] if lines else one_line(exc)
+
+
 def transient_reason(exc: BaseException) -> str | None:
     """A short reason when `exc` is a fault worth retrying (the node may come back), else None."""
     if isinstance(exc, requests.exceptions.HTTPError):
@@ -349,6 +383,8 @@ def transient_reason(exc: BaseException) -> str | None:
         return f"HTTP {status}" if status >= 500 or status == 429 else None
     if isinstance(exc, requests.exceptions.Timeout):
         return "timed out"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):  # the answer was cut short
+        return "connection broken mid-answer"
     if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
         return "connection refused or lost"
     return None
