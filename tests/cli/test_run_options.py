@@ -65,9 +65,13 @@ def test_federation_refuses_more_edges_than_dev_accounts_before_deploying(
     assert not (tmp_path / ".edgetune").exists()  # no data written either
 
 
-def test_federation_refuses_an_unknown_chain(project, quiet, tmp_path, monkeypatch):
+def test_federation_refuses_an_unknown_chain_or_a_url_for_embedded(
+    project, quiet, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     one_line_error(project.cli("federation", "--chain", "foo"), "--chain foo", "anvil or embedded")
+    result = project.cli("federation", "--chain", "embedded", "--rpc-url", project.url)
+    one_line_error(result, f"--rpc-url {project.url}", "needs --chain anvil")
     quiet()
 
 

@@ -194,6 +194,8 @@ def federation_command(
     """Run a whole federation locally: deploy, publish a task, N edges with non-IID data."""
     if chain not in FEDERATION_CHAINS:
         raise InvalidOption("--chain", chain, f"must be {' or '.join(FEDERATION_CHAINS)}")
+    if rpc_url and chain == "embedded":
+        raise InvalidOption("--rpc-url", rpc_url, "needs --chain anvil (embedded runs in-process)")
     quiet_libraries()
     from edgetune.agent.federation import FederationConfig, run_in_process
     from edgetune.agent.processes import run_processes
