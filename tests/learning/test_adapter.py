@@ -52,6 +52,15 @@ def test_spec_hash_is_canonical_and_sensitive() -> None:
     assert json.loads(a.to_json())["dtype"] == "float32"
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("{", "not JSON"), ("[]", "must be an object"), ('{"rank": 8, "colour": 1}', "unexpected")],
+)
+def test_a_malformed_spec_is_one_named_error(text: str, says: str) -> None:
+    with pytest.raises(InvalidConfig, match=says):
+        AdapterSpec.from_json(text)
+
+
 def test_bytes_are_identical_across_builds_and_insertion_order() -> None:
     t = _tensors()
     again = dict(reversed(list(_tensors().items())))

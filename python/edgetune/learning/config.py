@@ -61,8 +61,13 @@ class AdapterSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "AdapterSpec":
-        """Inverse of `to_json`; rejects unknown fields by name."""
-        data = json.loads(text)
+        """Inverse of `to_json`; rejects malformed JSON and unknown fields by name."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InvalidConfig(f"AdapterSpec is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidConfig(f"AdapterSpec JSON must be an object, not {type(data).__name__}")
         if data.pop("dtype", "float32") != "float32":
             raise InvalidConfig("AdapterSpec dtype must be float32")
         try:
