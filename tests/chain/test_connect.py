@@ -8,7 +8,12 @@ from web3.contract import Contract
 
 from edgetune.chain.compiler import compile_contracts
 from edgetune.chain.connect import Chain, ErrorDecoder, connect, send
-from edgetune.chain.errors import ChainError, ChainUnavailable, TransactionReverted
+from edgetune.chain.errors import (
+    ChainError,
+    ChainUnavailable,
+    InvalidPrivateKey,
+    TransactionReverted,
+)
 
 from ..ports import free_port
 
@@ -87,3 +92,14 @@ def test_dead_chain_is_one_line_naming_the_url() -> None:
 def test_unknown_chain_name_is_refused() -> None:
     with pytest.raises(ChainError, match="unknown chain 'mainnet'"):
         connect("mainnet")
+
+
+@pytest.mark.parametrize("key", ["0x1234", "zz", "0x" + "00" * 32, "0x" + "ff" * 32])
+def test_a_malformed_env_key_is_one_line_naming_the_variable_not_the_key(monkeypatch, key):
+    monkeypatch.setenv("EDGETUNE_PRIVATE_KEY", key)
+    # refused before any connection: the URL need not answer
+    with pytest.raises(InvalidPrivateKey) as caught:
+        connect(f"http://127.0.0.1:{free_port()}")
+    message = str(caught.value)
+    assert "$EDGETUNE_PRIVATE_KEY" in message and "\n" not in message
+    assert key not in message  # a secret, even a broken one, is never printed

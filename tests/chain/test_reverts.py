@@ -1,12 +1,14 @@
 """chain/reverts.py mirrors the contract's custom errors one to one, and a real revert raises the
 class named after its error (so callers catch `EdgeTuneWrongPhase`, not a string)."""
 
+from dataclasses import replace
+
 import pytest
 
 from edgetune.chain.compiler import load_artifact
 from edgetune.chain.connect import connect
 from edgetune.chain.deploy import deploy
-from edgetune.chain.errors import ChainError, TransactionReverted
+from edgetune.chain.errors import ChainError, InvalidArgument, TransactionReverted
 from edgetune.chain.reverts import RACES, ContractRevert, revert_classes
 from edgetune.chain.types import Phase
 
@@ -73,3 +75,21 @@ def test_real_reverts_raise_their_own_class(client):
         lambda: client._send(client.contract.functions.createTask(raw_config(rounds=0), []), 1)
     )
     assert str(config) == "EdgeTuneInvalidConfig(field=rounds, value=0)"
+
+
+def test_a_value_that_does_not_fit_its_abi_type_is_one_line_and_sends_nothing(client):
+    chain = client.chain
+    before = (chain.block_number(), chain.w3.eth.get_transaction_count(client.sender_address))
+    cases = [
+        (lambda: client.register(-1, 1), "register: taskId -1 does not fit uint256"),
+        (lambda: client.release_stake(-1), "releaseStake: taskId -1 does not fit uint256"),
+        (lambda: client.status(2**256), "status: taskId"),
+        (lambda: client.create_task(replace(BASE_CONFIG, min_stake=10**60), ETHER),
+         f"createTask: config.minStake {10**60} does not fit uint128"),
+    ]  # fmt: skip
+    for action, expected in cases:
+        with pytest.raises(InvalidArgument) as caught:
+            action()
+        assert expected in str(caught.value) and "\n" not in str(caught.value), caught.value
+    after = (chain.block_number(), chain.w3.eth.get_transaction_count(client.sender_address))
+    assert after == before

@@ -25,7 +25,12 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.types import TxReceipt
 
-from edgetune.chain.errors import ChainError, ChainUnavailable, KeyNotConfigured
+from edgetune.chain.errors import (
+    ChainError,
+    ChainUnavailable,
+    InvalidPrivateKey,
+    KeyNotConfigured,
+)
 from edgetune.chain.journal import Journal
 from edgetune.chain.revert_data import ErrorDecoder as ErrorDecoder  # re-exported
 from edgetune.chain.transport import RetryPolicy, Transport, one_line, transient_reason
@@ -200,10 +205,17 @@ def _remote(
 
 
 def _account(key: str | None, keystore: Path | None, from_env: bool = False) -> LocalAccount:
+    source = "the signing key"
     if key is None and keystore is None and from_env:
-        key = os.environ.get(KEY_ENV)
+        key, source = os.environ.get(KEY_ENV), f"${KEY_ENV}"
     if key:
-        return Account.from_key(key)
+        try:
+            return Account.from_key(key)
+        except ValueError:  # binascii.Error too; eth-keys' own reason can be wrong (0x00...)
+            raise InvalidPrivateKey(
+                f"{source} is not a private key: it must be 32 bytes of hex (64 digits), "
+                "nonzero and below the secp256k1 order"
+            ) from None
     if keystore is None:
         raise KeyNotConfigured(f"no signing key: set {KEY_ENV} or pass a keystore file")
     password = os.environ.get(KEYSTORE_PASSWORD_ENV)

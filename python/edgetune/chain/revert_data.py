@@ -40,7 +40,7 @@ class ErrorDecoder:
         for entry in abi:
             if entry.get("type") == "error":
                 names = [arg["name"] for arg in entry["inputs"]]
-                types = [_abi_type(arg) for arg in entry["inputs"]]
+                types = [abi_type(arg) for arg in entry["inputs"]]
                 self._errors[function_abi_to_4byte_selector(entry)] = (entry["name"], names, types)
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any] | None]:
@@ -78,10 +78,10 @@ def revert_data(exc: BaseException) -> Any:
     return b""
 
 
-def _abi_type(arg: dict[str, Any]) -> str:
+def abi_type(arg: dict[str, Any]) -> str:
     """Canonical ABI type, expanding tuples (structs) as eth_abi expects."""
     kind = arg["type"]
     if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in arg["components"])
+        inner = ",".join(abi_type(c) for c in arg["components"])
         return f"({inner}){kind[len('tuple') :]}"
     return kind
