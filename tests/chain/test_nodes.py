@@ -241,8 +241,8 @@ def test_reusing_a_node_adopts_its_settings_and_refuses_other_ones(
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--port", "70000"], "--port 70000"),
-        (["--port", "0"], "--port 0"),
+        (["--port", "70000"], "'--port': 70000: must be in 1..65535"),
+        (["--port", "0"], "'--port': 0: must be in 1..65535"),
         (["--block-time", "nan"], "--block-time nan"),
         (["--block-time", "-1"], "--block-time -1"),
     ],

@@ -65,6 +65,13 @@ def test_federation_refuses_more_edges_than_dev_accounts_before_deploying(
     assert not (tmp_path / ".edgetune").exists()  # no data written either
 
 
+@pytest.mark.parametrize("command", ["federation", "agent", "rewards", "withdraw", "deploy"])
+def test_a_port_that_is_no_tcp_port_is_refused_before_anything_starts(project, quiet, command):
+    result = project.cli(command, "--port", "70000")
+    one_line_error(result, "'--port': 70000: must be in 1..65535")
+    quiet()
+
+
 def test_federation_refuses_an_unknown_chain_or_a_url_for_embedded(
     project, quiet, tmp_path, monkeypatch
 ):

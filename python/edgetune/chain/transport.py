@@ -283,6 +283,7 @@ class Transport:
         if self.read(lambda: count(sent.sender, "latest")) > sent.nonce:
             if self._mined(sent) is None:  # mined between our two looks, or never will be
                 self.journal.settle(sent.sender, sent.nonce)
+                self._forget_nonce(sent.sender)  # someone else signs with this key: re-read
                 raise NonceTaken(sent.tx_hash, sent.nonce, sent.sender)
             return
         self._broadcast(sent)

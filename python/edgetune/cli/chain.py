@@ -40,10 +40,6 @@ def chain_up(
     as_json: JsonOption = False,
 ) -> None:
     """Start anvil in the background (or reuse the running one); its chain survives restarts."""
-    # anvil would take port 0 (a random one, never found again) and fail on the others only
-    # with a usage line; checked here, nothing is started.
-    if not 0 < port < 65536:
-        raise InvalidOption("--port", port, "not a TCP port (1-65535)")
     if block_time is not None and not (math.isfinite(block_time) and block_time > 0):
         raise InvalidOption("--block-time", block_time, "not a positive number of seconds")
     node = AnvilNode(port=port, block_time=block_time, state_file=state)

@@ -104,13 +104,33 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-PortOption = Annotated[int, typer.Option("--port", help="JSON-RPC port on 127.0.0.1.")]
+
+def int_range(low: int, high: int | None = None) -> Callable[[int | None], int | None]:
+    """An int option's callback refusing a value outside low..high by value (click's own range
+    message leaves the value out)."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and (value < low or (high is not None and value > high)):
+            bound = f"in {low}..{high}" if high is not None else f"at least {low}"
+            raise typer.BadParameter(f"{value}: must be {bound}")
+        return value
+
+    return check
+
+
+# anvil takes port 0 (a random one, never found again) and fails on the others only with a
+# usage line: checked on every command, before anything starts.
+_TCP_PORT = int_range(1, 65535)
+PortOption = Annotated[
+    int, typer.Option("--port", help="JSON-RPC port on 127.0.0.1.", callback=_TCP_PORT)
+]
 NodePortOption = Annotated[
     int | None,
     typer.Option(
         "--port",
         help="Port of the node on 127.0.0.1 [default: the last run's, else the only running "
         "one, else 8545].",
+        callback=_TCP_PORT,
     ),
 ]
 ChainOption = Annotated[
@@ -293,19 +313,6 @@ def parse_hash(option: str, text: str) -> bytes:
             option, repr(text), f"must be 32 bytes (64 hex digits), got {len(value)}"
         )
     return value
-
-
-def int_range(low: int, high: int | None = None) -> Callable[[int | None], int | None]:
-    """An int option's callback refusing a value outside low..high by value (click's own range
-    message leaves the value out)."""
-
-    def check(value: int | None) -> int | None:
-        if value is not None and (value < low or (high is not None and value > high)):
-            bound = f"in {low}..{high}" if high is not None else f"at least {low}"
-            raise typer.BadParameter(f"{value}: must be {bound}")
-        return value
-
-    return check
 
 
 def plot_target(path: Path | None) -> Path | None:

@@ -199,7 +199,7 @@ def federation_command(
     quiet_libraries()
     from edgetune.agent.federation import FederationConfig, run_in_process
     from edgetune.agent.processes import run_processes
-    from edgetune.chain.connect import connect
+    from edgetune.chain.connect import DEV_ACCOUNTS, connect
     from edgetune.chain.history import load_history
     from edgetune.chain.nodes import AnvilNode
     from edgetune.learning import TrainConfig, resolve_base_model
@@ -235,6 +235,7 @@ def federation_command(
         if rpc_url:
             url = rpc_url
         else:
+            config.check_accounts(DEV_ACCOUNTS)  # before a node is started for nothing
             node = AnvilNode(port=port)
             node.start()
             url = node.url
