@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IEdgeTune} from "./IEdgeTune.sol";
 import {RoundClock} from "./libraries/RoundClock.sol";
 import {ScoreTally} from "./libraries/ScoreTally.sol";
+import {RoundSettler} from "./RoundSettler.sol";
 import {ScoreTallier} from "./ScoreTallier.sol";
 import {TaskRegistry} from "./TaskRegistry.sol";
 
@@ -20,26 +22,15 @@ contract EdgeTune is TaskRegistry {
     using SafeCast for uint256;
     using RoundClock for RoundClock.Clock;
 
-    /// @notice Bits of an edge's `done` mask in a round: update committed 1, revealed 2; scores
-    /// committed 4, revealed 8; attestation committed 16, revealed 32. Each reveal bit is its
-    /// commit bit << 1, so only the commit bits (and the last reveal bit) need names.
-    uint8 internal constant STEP_UPDATE_COMMITTED = 1;
-    uint8 internal constant STEP_SCORES_COMMITTED = 4;
-    uint8 internal constant STEP_ATTEST_COMMITTED = 16;
-    uint8 internal constant STEP_ATTEST_REVEALED = 32;
-
-    struct Candidate {
-        uint256 approvingStake;
-        bytes32 aggregateHash;
-        string aggregateCid;
-    }
+    /// @dev Bytes of scores per tally part (4 per update).
+    uint256 private constant _PART_BYTES = 4 * ScoreTally.COLUMNS;
 
     ScoreTallier private immutable _tallier;
-    mapping(uint256 taskId => mapping(uint16 round => mapping(bytes32 updateHash => bool))) private _revealedHashes;
-    mapping(uint256 taskId => mapping(uint16 round => mapping(bytes32 key => Candidate))) private _candidates;
+    RoundSettler private immutable _settler;
 
     constructor() {
         _tallier = new ScoreTallier();
+        _settler = new RoundSettler();
     }
 
     // ---------------------------------------------------------------- round actions
@@ -89,8 +80,9 @@ contract EdgeTune is TaskRegistry {
     /// @notice Opens committed scores (stage 1): which revealed updates are valid, which are
     /// near-copies of an earlier one, and one big-endian int32 score per update.
     /// @dev Requirements: ScoreReveal phase, a matching commitment, copyMask ⊆ validMask ⊆
-    /// revealed updates, 4 bytes of scores per revealed update. Only a digest is stored; the
-    /// ballot travels in the event and is handed back to {tally}. Emits {ScoresRevealed}.
+    /// revealed updates, 4 bytes of scores per revealed update. Only digests are stored, one per
+    /// tally part; the ballot travels in the event and is handed back to {tally}.
+    /// Emits {ScoresRevealed}.
     function revealScores(
         uint256 taskId,
         uint16 round,
@@ -105,44 +97,104 @@ contract EdgeTune is TaskRegistry {
             revert EdgeTuneInvalidMask(validMask, copyMask, reveals);
         }
         if (scores.length != 4 * uint256(reveals)) revert EdgeTuneScoresLength(scores.length, 4 * uint256(reveals));
-        bytes32 payload = keccak256(abi.encode(validMask, copyMask, scores));
-        _checkReveal(taskId, round, Phase.ScoreCommit, payload, salt);
-        rd.scoreDigest = keccak256(abi.encode(rd.scoreDigest, msg.sender, payload));
+        _checkReveal(taskId, round, Phase.ScoreCommit, keccak256(abi.encode(validMask, copyMask, scores)), salt);
+        for (uint256 offset = 0; offset < scores.length; offset += _PART_BYTES) {
+            bytes calldata slice = scores[offset:_min(scores.length, offset + _PART_BYTES)];
+            bytes32 previous = rd.scoreDigests[offset / _PART_BYTES];
+            rd.scoreDigests[offset / _PART_BYTES] = _chain(previous, msg.sender, validMask, copyMask, slice);
+        }
         rd.clock.scoreReveals += 1;
         emit ScoresRevealed(taskId, round, msg.sender, validMask, copyMask, scores);
         if (rd.clock.scoreReveals == rd.clock.scoreCommits) rd.clock.close(3, _lengths(taskId));
     }
 
-    /// @notice Fixes stage 1 on chain (anyone may call): validity, copies, medians, the included
-    /// set and every scorer's agreement, from all revealed ballots in reveal order.
-    /// @dev Requirements: Tally phase; `ballots` are exactly the revealed ones, in order (checked
-    /// against the digest kept by {revealScores}). Without turnout nothing is included.
-    /// Emits {RoundTallied}.
-    function tally(uint256 taskId, uint16 round, ScoreBallot[] calldata ballots) external {
+    /// @notice Fixes stage 1 on chain (anyone may call), one part of at most 32 updates per call,
+    /// parts in order: validity, copies, medians and the included set of the part's updates,
+    /// and every scorer's distance from those medians. The last part fixes every scorer's
+    /// agreement and closes the tally.
+    /// @dev Requirements: Tally phase; `part` is the next untallied one; `ballots` are exactly
+    /// the revealed ones, in order, each holding only this part's scores (checked against the
+    /// part's digest kept by {revealScores}). Without turnout nothing is included.
+    /// Emits {RoundTallied} with the last part.
+    function tally(uint256 taskId, uint16 round, uint8 part, ScoreBallot[] calldata ballots) external {
         Round storage rd = _roundForAction(taskId, round, Phase.Tally);
-        Task storage task = _tasks[taskId];
+        if (part != rd.clock.talliedParts) revert EdgeTuneWrongTallyPart(taskId, round, part, rd.clock.talliedParts);
+        ScoreTally.Part memory p = _tallyPart(taskId, round, part, ballots);
+        uint256 first = uint256(part) * ScoreTally.COLUMNS;
+        _recordPart(rd, p, first);
+        rd.clock.talliedParts = part + 1;
+        if (first + p.medians.length < rd.clock.reveals) {
+            for (uint256 k = 0; k < ballots.length; ++k) {
+                _duties[taskId][round][ballots[k].scorer].distance += p.distances[k];
+            }
+        } else {
+            _closeTally(taskId, round, ballots, p);
+        }
+    }
+
+    function _tallyPart(uint256 taskId, uint16 round, uint8 part, ScoreBallot[] calldata ballots)
+        private
+        view
+        returns (ScoreTally.Part memory)
+    {
+        uint128[] memory stakes = _checkedStakes(taskId, round, part, ballots);
+        uint256 columns = _min(ScoreTally.COLUMNS, _rounds[taskId][round].clock.reveals - uint256(part) * ScoreTally.COLUMNS);
+        return _tallier.tallyPart(ballots, stakes, uint16(columns), _tasks[taskId].config.harmTolerance);
+    }
+
+    function _recordPart(Round storage rd, ScoreTally.Part memory p, uint256 first) private {
+        rd.validMask |= p.validMask << first;
+        rd.copyMask |= p.copyMask << first;
+        rd.includedMask |= p.includedMask << first;
+        for (uint256 j = 0; j < p.medians.length; ++j) {
+            rd.medians.push(p.medians[j]);
+        }
+    }
+
+    /// @dev Checks that `ballots` are the revealed ones, in order, with this part's scores, and
+    /// returns their scorers' stakes.
+    function _checkedStakes(uint256 taskId, uint16 round, uint8 part, ScoreBallot[] calldata ballots)
+        private
+        view
+        returns (uint128[] memory stakes)
+    {
+        Round storage rd = _rounds[taskId][round];
         if (ballots.length != rd.clock.scoreReveals) revert EdgeTuneBallotCount(ballots.length, rd.clock.scoreReveals);
-        uint128[] memory stakes = new uint128[](ballots.length);
+        stakes = new uint128[](ballots.length);
         bytes32 digest = 0;
         for (uint256 k = 0; k < ballots.length; ++k) {
             ScoreBallot calldata b = ballots[k];
-            digest = keccak256(abi.encode(digest, b.scorer, keccak256(abi.encode(b.validMask, b.copyMask, b.scores))));
+            digest = _chain(digest, b.scorer, b.validMask, b.copyMask, b.scores);
             stakes[k] = _edges[taskId][b.scorer].stake;
         }
-        if (digest != rd.scoreDigest) revert EdgeTuneBallotsMismatch(taskId, round);
-        ScoreTally.Outcome memory o = _tallier.tally(ballots, stakes, rd.clock.reveals, task.config.harmTolerance);
-        if (o.scoreStake * _BPS < task.activeStake * task.config.minTurnoutBps) {
-            // Too few scorers to decide anything: nothing included, and nobody judged invalid.
-            (o.includedMask, o.validMask) = (0, (uint256(1) << rd.clock.reveals) - 1);
-        }
+        if (digest != rd.scoreDigests[part]) revert EdgeTuneBallotsMismatch(taskId, round);
+    }
+
+    /// @dev The last part: every scorer's agreement over its whole distance, then the turnout
+    /// rule, and the stage closes.
+    function _closeTally(uint256 taskId, uint16 round, ScoreBallot[] calldata ballots, ScoreTally.Part memory p)
+        private
+    {
+        Round storage rd = _rounds[taskId][round];
+        Task storage task = _tasks[taskId];
+        int32[] memory medians = rd.medians;
+        uint256 spread = _tallier.spread(medians, rd.validMask & ~rd.copyMask);
+        uint32[] memory agreements = new uint32[](ballots.length);
         for (uint256 k = 0; k < ballots.length; ++k) {
-            _duties[taskId][round][ballots[k].scorer].agreement = o.agreements[k];
+            Duty storage duty = _duties[taskId][round][ballots[k].scorer];
+            agreements[k] = ScoreTally.agreement(duty.distance + p.distances[k], spread);
+            duty.agreement = agreements[k];
         }
-        (rd.validMask, rd.includedMask, rd.medians) = (o.validMask, o.includedMask, o.medians);
+        if (p.scoreStake * _BPS < task.activeStake * task.config.minTurnoutBps) {
+            // Too few scorers to decide anything: nothing included, and nobody judged invalid.
+            (rd.includedMask, rd.validMask) = (0, type(uint256).max >> (256 - rd.clock.reveals));
+        }
         rd.clock.tallied = true;
-        rd.clock.anyIncluded = o.includedMask != 0;
+        rd.clock.anyIncluded = rd.includedMask != 0;
         rd.clock.close(4, _lengths(taskId));
-        emit RoundTallied(taskId, round, o.scoreStake, o.validMask, o.copyMask, o.includedMask, o.medians, o.agreements);
+        emit RoundTallied(
+            taskId, round, p.scoreStake, rd.validMask, rd.copyMask, rd.includedMask, medians, agreements
+        );
     }
 
     /// @notice Opens a committed attestation (stage 2): the aggregate of the included set this
@@ -172,37 +224,16 @@ contract EdgeTune is TaskRegistry {
     }
 
     /// @notice Closes the current round (anyone may call): decides the attestation vote, credits
-    /// rewards, slashes, processes exits, and opens the next round or finishes the task.
-    /// @dev Requirements: Finalizable phase. Gas grows linearly with the task's edges.
-    /// Emits {RoundFinalized}, {RewardCredited}, {Slashed}.
+    /// rewards, slashes, processes exits, and opens the next round or finishes the task. Each
+    /// call settles up to 64 edges in registration order; a round of more edges takes more calls,
+    /// and the one that settles the last edge moves the round on.
+    /// @dev Requirements: Finalizable phase. The first call fixes the outcome, the budget and the
+    /// reward totals, so later calls pay by the same numbers. Emits {RoundSettling} after a call
+    /// that leaves edges unsettled, {RoundFinalized} after the last, and {RewardCredited} and
+    /// {Slashed} per edge.
     function finalize(uint256 taskId) external {
         _requirePhase(taskId, Phase.Finalizable);
-        Task storage task = _tasks[taskId];
-        uint16 round = task.round;
-        Round storage rd = _rounds[taskId][round];
-        uint256 budget = task.rewardPerRound + task.carry;
-        task.carry = 0; // now part of `budget`; the slashes of {_settle} start the next carry-over
-        bool accepted = _isAccepted(task, rd);
-        if (accepted) {
-            Candidate storage winner = _candidates[taskId][round][rd.leader];
-            (task.globalHash, task.globalCid) = (winner.aggregateHash, winner.aggregateCid);
-        }
-        uint256 paid = _settle(taskId, round, accepted ? budget : 0);
-        task.pool -= paid;
-        task.carry += budget - paid;
-        emit RoundFinalized(
-            taskId,
-            round,
-            accepted,
-            accepted ? rd.leader : bytes32(0),
-            task.globalHash,
-            task.globalCid,
-            rd.leaderStake,
-            rd.attestStake,
-            budget,
-            paid
-        );
-        _advance(taskId, round);
+        Address.functionDelegateCall(address(_settler), abi.encodeCall(RoundSettler.finalize, (taskId)));
     }
 
     // ---------------------------------------------------------------- views
@@ -270,133 +301,20 @@ contract EdgeTune is TaskRegistry {
         if (candidate.approvingStake > rd.leaderStake) (rd.leader, rd.leaderStake) = (key, candidate.approvingStake);
     }
 
-    function _isAccepted(Task storage task, Round storage rd) private view returns (bool) {
-        if (rd.leaderStake == 0) return false;
-        bool quorum = rd.leaderStake * _BPS >= rd.attestStake * task.config.quorumBps;
-        bool turnout = rd.attestStake * _BPS >= task.activeStake * task.config.minTurnoutBps;
-        return quorum && turnout;
-    }
-
-    // ---------------------------------------------------------------- internals: settlement
-
-    /// @dev What one round pays out, and the totals each share is a fraction of.
-    struct Payout {
-        uint256 trainerPool;
-        uint256 validatorPool;
-        uint256 medianTotal;
-        uint256 agreementTotal;
-    }
-
-    /// @dev One pass over the task's edges after totals are known: credits each included
-    /// update in proportion to its positive median, each validator that approved the winner in
-    /// proportion to its agreement, slashes what the round's duties say, and processes exits.
-    /// `budget` is 0 for a rejected round. Returns the amount credited.
-    function _settle(uint256 taskId, uint16 round, uint256 budget) private returns (uint256 paid) {
-        Task storage task = _tasks[taskId];
-        uint256 trainerPool = (budget * (_BPS - task.config.validatorShareBps)) / _BPS;
-        (uint256 medianTotal, uint256 agreementTotal) = _rewardTotals(taskId, round);
-        Payout memory payout = Payout(trainerPool, budget - trainerPool, medianTotal, agreementTotal);
-        address[] storage edges = task.edges;
-        for (uint256 i = 0; i < edges.length; ++i) {
-            if (_edges[taskId][edges[i]].active) paid += _settleEdge(taskId, round, edges[i], budget > 0, payout);
-        }
-    }
-
-    /// @dev An edge that skipped or withheld anything this round is paid nothing for it: a ballot
-    /// withheld after seeing the others' moves the remaining medians, and this way that lever
-    /// can never pay the one who pulls it.
-    function _settleEdge(uint256 taskId, uint16 round, address account, bool rewarded, Payout memory payout)
-        private
-        returns (uint256 paid)
-    {
-        Duty storage duty = _duties[taskId][round][account];
-        (bool absent, bool unrevealed) = _lapses(_rounds[taskId][round], duty.done);
-        if (rewarded && !absent && !unrevealed) paid = _pay(taskId, round, account, duty, payout);
-        _slashDuties(taskId, round, account, duty, absent, unrevealed);
-        Edge storage edge = _edges[taskId][account];
-        if (edge.exiting && edge.active) _deactivate(taskId, account);
-    }
-
-    function _pay(uint256 taskId, uint16 round, address account, Duty storage duty, Payout memory payout)
-        private
-        returns (uint256 paid)
-    {
-        uint256 median = _positiveMedian(_rounds[taskId][round], duty);
-        if (median > 0) {
-            paid += _credit(taskId, round, account, RewardKind.Trainer, (payout.trainerPool * median) / payout.medianTotal);
-        }
-        if (duty.agreement > 0 && _approvedWinner(taskId, round, account, duty)) {
-            uint256 amount = (payout.validatorPool * duty.agreement) / payout.agreementTotal;
-            paid += _credit(taskId, round, account, RewardKind.Validator, amount);
-        }
-    }
-
-    function _rewardTotals(uint256 taskId, uint16 round) private view returns (uint256 medianTotal, uint256 agreementTotal) {
-        Round storage rd = _rounds[taskId][round];
-        address[] storage edges = _tasks[taskId].edges;
-        for (uint256 i = 0; i < edges.length; ++i) {
-            if (!_edges[taskId][edges[i]].active) continue;
-            Duty storage duty = _duties[taskId][round][edges[i]];
-            medianTotal += _positiveMedian(rd, duty);
-            if (_approvedWinner(taskId, round, edges[i], duty)) agreementTotal += duty.agreement;
-        }
-    }
-
-    /// @dev An included update's median score, floored at zero; 0 for anything else.
-    function _positiveMedian(Round storage rd, Duty storage duty) private view returns (uint256) {
-        if (duty.revealIndex == 0) return 0;
-        uint256 index = duty.revealIndex - 1;
-        if (rd.includedMask & (uint256(1) << index) == 0) return 0;
-        int32 median = rd.medians[index];
-        return median > 0 ? uint256(uint32(median)) : 0;
-    }
-
-    function _approvedWinner(uint256 taskId, uint16 round, address account, Duty storage duty)
-        private
-        view
-        returns (bool)
-    {
-        bytes32 leader = _rounds[taskId][round].leader;
-        return duty.done & STEP_ATTEST_REVEALED != 0 && leader != 0 && _commitments[taskId][round][account] == leader;
-    }
-
-    /// @dev Absence (an opened commit stage the edge skipped) and non-reveal (a commitment it
-    /// never opened), from the edge's `done` steps.
-    function _lapses(Round storage rd, uint8 done) private view returns (bool absent, bool unrevealed) {
-        // Commit stages the round opened: updates always, scores once an update was revealed,
-        // attestations once the tally included something.
-        absent = done & STEP_UPDATE_COMMITTED == 0 || (done & STEP_SCORES_COMMITTED == 0 && rd.clock.reveals > 0)
-            || (done & STEP_ATTEST_COMMITTED == 0 && rd.clock.tallied && rd.clock.anyIncluded);
-        // Commit bits are 1, 4, 16 and each reveal bit sits one above its commit bit.
-        uint8 committed = done & 0x15;
-        unrevealed = committed & ~((done >> 1) & 0x15) != 0;
-    }
-
-    /// @dev Absence, non-reveal and an update the stage-1 majority found invalid: each is
-    /// slashed once per round.
-    function _slashDuties(uint256 taskId, uint16 round, address account, Duty storage duty, bool absent, bool unrevealed)
-        private
-    {
-        Round storage rd = _rounds[taskId][round];
-        TaskConfig storage c = _tasks[taskId].config;
-        if (absent) _slash(taskId, round, account, SlashReason.Absent, c.slashAbsent);
-        if (unrevealed) _slash(taskId, round, account, SlashReason.NotRevealed, c.slashNonReveal);
-        if (duty.revealIndex != 0 && rd.clock.tallied && rd.validMask & (uint256(1) << (duty.revealIndex - 1)) == 0) {
-            _slash(taskId, round, account, SlashReason.InvalidUpdate, c.slashInvalid);
-        }
-    }
-
-    function _credit(uint256 taskId, uint16 round, address edge, RewardKind kind, uint256 amount)
-        private
-        returns (uint256)
-    {
-        if (amount == 0) return 0;
-        _owed[edge] += amount;
-        emit RewardCredited(taskId, round, edge, kind, amount);
-        return amount;
-    }
-
     function _lengths(uint256 taskId) private view returns (uint32[7] memory) {
         return RoundClock.lengths(_tasks[taskId].config);
+    }
+
+    /// @dev A ballot's link in a part's digest chain: what {revealScores} stores and {tally} checks.
+    function _chain(bytes32 previous, address scorer, uint256 validMask, uint256 copyMask, bytes calldata scores)
+        private
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(previous, scorer, validMask, copyMask, keccak256(scores)));
+    }
+
+    function _min(uint256 a, uint256 b) private pure returns (uint256) {
+        return a < b ? a : b;
     }
 }

@@ -81,6 +81,8 @@ interface IEdgeTune {
         uint256 stake;
         uint8 done;
         uint256 owed;
+        uint8 talliedParts;
+        uint16 settledEdges;
     }
 
     /// @notice A stage-1 ballot as revealed: bit i of the masks and bytes [4i, 4i+4) of `scores`
@@ -114,6 +116,8 @@ interface IEdgeTune {
     error EdgeTuneScoresLength(uint256 length, uint256 expected);
     error EdgeTuneBallotCount(uint256 given, uint256 expected);
     error EdgeTuneBallotsMismatch(uint256 taskId, uint16 round);
+    /// @notice {tally} was sent for a part other than the next one (another keeper was first).
+    error EdgeTuneWrongTallyPart(uint256 taskId, uint16 round, uint8 given, uint8 expected);
     error EdgeTuneStakeLocked(uint256 taskId, address edge);
     error EdgeTuneNothingToWithdraw(address account);
     error EdgeTuneNothingToRefund(uint256 taskId);
@@ -174,6 +178,9 @@ interface IEdgeTune {
         uint256 budget,
         uint256 paid
     );
+    /// @notice A {finalize} call settled the round's edges up to `settledEdges` of `edges`; the
+    /// next call goes on from there.
+    event RoundSettling(uint256 indexed taskId, uint16 indexed round, uint16 settledEdges, uint16 edges);
     event RewardCredited(
         uint256 indexed taskId, uint16 indexed round, address indexed edge, RewardKind kind, uint256 amount
     );

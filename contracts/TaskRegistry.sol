@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {IEdgeTune} from "./IEdgeTune.sol";
+import {EdgeTuneState} from "./EdgeTuneState.sol";
 import {RoundClock} from "./libraries/RoundClock.sol";
 
 /// @title TaskRegistry
@@ -13,72 +13,9 @@ import {RoundClock} from "./libraries/RoundClock.sol";
 /// @dev Registration never starts a task early on a stranger's transaction (only the owner's
 /// {start} or the deadline does), and leaving during registration frees the slot, so filling a
 /// task with throwaway keys cannot lock honest edges or the owner out.
-abstract contract TaskRegistry is IEdgeTune, ReentrancyGuard {
+abstract contract TaskRegistry is EdgeTuneState, ReentrancyGuard {
     using SafeCast for uint256;
     using RoundClock for RoundClock.Clock;
-
-    /// @notice Largest task: bounds {EdgeTune.tally} and {EdgeTune.finalize}, whose gas grows
-    /// with the edges, and the 256-bit update masks.
-    uint16 public constant MAX_EDGES = 64;
-    uint16 internal constant _BPS = 10_000;
-
-    struct Task {
-        address owner;
-        uint16 round; // 0 while registering
-        uint16 edgeCount; // registered and not left during registration
-        uint16 activeCount;
-        bool cancelled;
-        bool finished;
-        bool restricted; // registration limited to the allowlist
-        uint64 registrationEnd;
-        uint256 activeStake;
-        uint256 pool; // not yet credited to anyone: future rounds + carry-over + slashed stake
-        uint256 carry; // part of `pool` added to the next round's budget
-        uint256 rewardPerRound;
-        bytes32 globalHash;
-        string globalCid;
-        address[] edges;
-        TaskConfig config;
-    }
-
-    /// @dev One slot.
-    struct Edge {
-        uint128 stake;
-        uint16 index; // position in `Task.edges`
-        bool registered;
-        bool active;
-        bool exiting;
-    }
-
-    /// @dev An edge's record in one round, one slot: its `done` steps, its 1-based position in
-    /// the update reveal order (0 = none) and its stage-1 agreement in millionths.
-    struct Duty {
-        uint8 done;
-        uint16 revealIndex;
-        uint32 agreement;
-    }
-
-    struct Round {
-        RoundClock.Clock clock;
-        bytes32 scoreDigest; // chains every revealed score ballot, checked by {EdgeTune.tally}
-        uint256 validMask;
-        uint256 includedMask;
-        uint256 attestStake;
-        bytes32 leader;
-        uint256 leaderStake;
-        int32[] medians;
-    }
-
-    uint256 private _taskCount;
-    mapping(uint256 taskId => Task) internal _tasks;
-    mapping(uint256 taskId => mapping(address edge => Edge)) internal _edges;
-    mapping(uint256 taskId => mapping(address edge => bool)) private _allowed;
-    mapping(uint256 taskId => mapping(uint16 round => Round)) internal _rounds;
-    mapping(uint256 taskId => mapping(uint16 round => mapping(address edge => Duty))) internal _duties;
-    /// @dev One slot per edge and round, reused by its three commitments; after an approving
-    /// attestation is revealed it holds the candidate key instead.
-    mapping(uint256 taskId => mapping(uint16 round => mapping(address edge => bytes32))) internal _commitments;
-    mapping(address account => uint256) internal _owed;
 
     // ---------------------------------------------------------------- task lifecycle
 
@@ -234,6 +171,7 @@ abstract contract TaskRegistry is IEdgeTune, ReentrancyGuard {
         (s.registered, s.active, s.stake) = (e.registered, e.active, e.stake);
         s.done = _duties[taskId][task.round][edge].done;
         s.owed = _owed[edge];
+        (s.talliedParts, s.settledEdges) = (rd.clock.talliedParts, rd.settlement.settledEdges);
     }
 
     /// @notice The task's configuration as created.
@@ -294,45 +232,6 @@ abstract contract TaskRegistry is IEdgeTune, ReentrancyGuard {
         if (c.slashAbsent > c.minStake) revert EdgeTuneInvalidConfig("slashAbsent", c.slashAbsent);
         if (c.slashNonReveal > c.minStake) revert EdgeTuneInvalidConfig("slashNonReveal", c.slashNonReveal);
         if (c.slashInvalid > c.minStake) revert EdgeTuneInvalidConfig("slashInvalid", c.slashInvalid);
-    }
-
-    function _openRound(uint256 taskId, uint16 round, uint64 startBlock) internal {
-        Task storage task = _tasks[taskId];
-        task.round = round;
-        _rounds[taskId][round].clock.open(startBlock, RoundClock.lengths(task.config));
-    }
-
-    function _advance(uint256 taskId, uint16 round) internal {
-        Task storage task = _tasks[taskId];
-        if (round == task.config.rounds) {
-            task.finished = true;
-            emit TaskFinished(taskId, task.globalHash, task.globalCid);
-        } else {
-            _openRound(taskId, round + 1, uint64(block.number));
-        }
-    }
-
-    /// @dev Takes up to `amount` of the edge's stake into the carry-over, so it rewards the honest
-    /// edges of the next round; deactivates an edge left below the minimum stake.
-    function _slash(uint256 taskId, uint16 round, address account, SlashReason reason, uint256 amount) internal {
-        Task storage task = _tasks[taskId];
-        Edge storage edge = _edges[taskId][account];
-        uint256 taken = amount < edge.stake ? amount : edge.stake;
-        if (taken == 0) return;
-        edge.stake -= uint128(taken);
-        if (edge.active) task.activeStake -= taken;
-        task.pool += taken;
-        task.carry += taken;
-        emit Slashed(taskId, round, account, reason, taken);
-        if (edge.active && edge.stake < task.config.minStake) _deactivate(taskId, account);
-    }
-
-    function _deactivate(uint256 taskId, address account) internal {
-        Task storage task = _tasks[taskId];
-        Edge storage edge = _edges[taskId][account];
-        edge.active = false;
-        task.activeCount -= 1;
-        task.activeStake -= edge.stake;
     }
 
     /// @dev Removes a registering edge entirely (swap-and-pop), so its slot is free again.

@@ -13,7 +13,7 @@ library RoundClock {
     uint8 internal constant STAGES = 7; // array lengths below must be literals
 
     /// @dev Three storage slots: four deadlines; three deadlines and four counts; two counts,
-    /// the tally flag and whether any update was included.
+    /// the tally's progress and whether any update was included.
     struct Clock {
         uint64 commitEnd;
         uint64 revealEnd;
@@ -28,6 +28,7 @@ library RoundClock {
         uint16 scoreReveals;
         uint16 attestCommits;
         uint16 attestReveals;
+        uint8 talliedParts;
         bool tallied;
         bool anyIncluded;
     }

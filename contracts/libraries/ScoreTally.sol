@@ -9,51 +9,83 @@ import {WeightedMedian} from "./WeightedMedian.sol";
 /// are valid (a stake majority says so), which are near-copies (likewise), each update's
 /// stake-weighted median score over all scorers (the author's own score included), the included
 /// set, and how closely each scorer's scores track the medians.
-/// @dev Pure: the caller checks that `ballots` are exactly the revealed ones.
+/// @dev Pure: the caller checks that `ballots` are exactly the revealed ones. The work is
+/// (ballots x updates), 256 x 256 at MAX_EDGES, more than one transaction should carry, so it is
+/// cut into parts of at most {COLUMNS} updates ({tallyPart}): every ballot carries just the
+/// part's scores, and a scorer's distance from the medians adds up over the parts. Agreement,
+/// which needs every median, is {agreement} over the summed distance and {spread}.
 library ScoreTally {
     uint256 internal constant AGREEMENT_SCALE = 1_000_000;
+    /// @notice Updates per tally part: 32 keeps the largest part (256 ballots) near 7M gas.
+    uint256 internal constant COLUMNS = 32;
 
-    struct Outcome {
+    /// @dev One part's outcome; masks are relative to the part's first update.
+    struct Part {
         uint256 scoreStake;
         uint256 validMask;
         uint256 copyMask;
         uint256 includedMask;
         int32[] medians;
-        uint32[] agreements;
+        uint64[] distances;
     }
 
-    /// @notice Tallies `ballots` over `reveals` updates; `stakes[k]` is `ballots[k].scorer`'s stake.
-    /// @dev An update is included when valid, not a copy and its median is at least -harmTolerance.
-    /// Agreement of scorer k is max(0, 1 - Σ|s_kj - m_j| / Σ|m_j - μ|) over valid non-copy
-    /// updates j, where μ is the (lower) median of those medians: 1 for scores equal to the
-    /// medians, 0 for any constant scores (all zeros included: a validator that evaluated
-    /// nothing), and 0 for every scorer when the medians are all equal (nothing to tell apart).
-    /// Gas: the work is (ballots x reveals), 64 x 64 at MAX_EDGES, so the inner loops ({_column},
-    /// {_agreements}, {WeightedMedian.lowerMedian}) run in assembly and read each score straight
-    /// from its ballot in calldata; masks and stakes are read into memory once (16.5M gas at 64
-    /// edges in plain Solidity, 3.7M now). Reverts if a ballot lacks 4 bytes per update.
-    function tally(
+    /// @notice Tallies `ballots` over the `columns` updates their scores cover; `stakes[k]` is
+    /// `ballots[k].scorer`'s stake.
+    /// @dev An update is included when valid, not a copy and its median is at least
+    /// -harmTolerance. `distances[k]` is Σ|s_kj - m_j| over the part's valid non-copy updates j.
+    /// Gas: the inner loops ({_column}, {_distances}, {WeightedMedian.lowerMedian}) run in
+    /// assembly and read each score straight from its ballot in calldata; masks and stakes are
+    /// read into memory once (16.5M gas for 64 x 64 in plain Solidity, 3.7M this way). Reverts
+    /// if a ballot lacks 4 bytes per update.
+    function tallyPart(
         IEdgeTune.ScoreBallot[] calldata ballots,
         uint128[] calldata stakes,
-        uint16 reveals,
+        uint16 columns,
         uint32 harmTolerance
-    ) internal pure returns (Outcome memory o) {
-        Columns memory c = _columns(ballots, stakes, reveals);
+    ) internal pure returns (Part memory p) {
+        Columns memory c = _columns(ballots, stakes, columns);
         for (uint256 k = 0; k < stakes.length; ++k) {
-            o.scoreStake += stakes[k];
+            p.scoreStake += stakes[k];
         }
-        o.medians = new int32[](reveals);
+        p.medians = new int32[](columns);
         uint256[] memory packed = new uint256[](ballots.length);
-        for (uint256 j = 0; j < reveals; ++j) {
+        for (uint256 j = 0; j < columns; ++j) {
             uint256 bit = uint256(1) << j;
             (uint256 validStake, uint256 copyStake) = _column(packed, c, j);
-            if (2 * validStake > o.scoreStake) o.validMask |= bit;
-            if (2 * copyStake > o.scoreStake) o.copyMask |= bit;
-            o.medians[j] = WeightedMedian.lowerMedian(packed);
-            bool counted = o.validMask & bit != 0 && o.copyMask & bit == 0;
-            if (counted && int256(o.medians[j]) >= -int256(uint256(harmTolerance))) o.includedMask |= bit;
+            if (2 * validStake > p.scoreStake) p.validMask |= bit;
+            if (2 * copyStake > p.scoreStake) p.copyMask |= bit;
+            p.medians[j] = WeightedMedian.lowerMedian(packed);
+            bool counted = p.validMask & bit != 0 && p.copyMask & bit == 0;
+            if (counted && int256(p.medians[j]) >= -int256(uint256(harmTolerance))) p.includedMask |= bit;
         }
-        o.agreements = _agreements(c, o.medians, o.validMask & ~o.copyMask);
+        p.distances = _distances(c, p.medians, p.validMask & ~p.copyMask);
+    }
+
+    /// @notice Σ|m_j - μ| over the counted updates j, where μ is the (lower) median of their
+    /// medians: how far the best constant ballot is from the medians.
+    /// @dev The spread is measured around the medians' own median, the constant closest to them
+    /// in L1, so a scorer reporting any constant (zeros included) is at least that far away.
+    function spread(int32[] memory medians, uint256 counted) internal pure returns (uint256 total) {
+        uint256[] memory centre = new uint256[](medians.length);
+        uint256 count = 0;
+        for (uint256 j = 0; j < medians.length; ++j) {
+            if (counted & (uint256(1) << j) != 0) centre[count++] = WeightedMedian.pack(medians[j], 1);
+        }
+        assembly ("memory-safe") {
+            mstore(centre, count) // shrink to the counted medians; the memory past it is unused
+        }
+        int256 mu = WeightedMedian.lowerMedian(centre);
+        for (uint256 j = 0; j < medians.length; ++j) {
+            if (counted & (uint256(1) << j) != 0) total += _abs(int256(medians[j]) - mu);
+        }
+    }
+
+    /// @notice A scorer's agreement in millionths: max(0, 1 - distance / spread); 1 for scores
+    /// equal to the medians, 0 for any constant scores (a validator that evaluated nothing), and
+    /// 0 for every scorer when the medians are all equal (nothing to tell apart).
+    function agreement(uint256 distance, uint256 spread_) internal pure returns (uint32) {
+        if (distance >= spread_) return 0;
+        return uint32(((spread_ - distance) * AGREEMENT_SCALE) / spread_);
     }
 
     /// @dev Per ballot k: the calldata offset of its scores, its masks and its scorer's stake.
@@ -64,7 +96,7 @@ library ScoreTally {
         uint256[] stakes;
     }
 
-    function _columns(IEdgeTune.ScoreBallot[] calldata ballots, uint128[] calldata stakes, uint16 reveals)
+    function _columns(IEdgeTune.ScoreBallot[] calldata ballots, uint128[] calldata stakes, uint16 columns)
         private
         pure
         returns (Columns memory c)
@@ -74,8 +106,8 @@ library ScoreTally {
             (new uint256[](n), new uint256[](n), new uint256[](n), new uint256[](n));
         for (uint256 k = 0; k < n; ++k) {
             bytes calldata raw = ballots[k].scores;
-            if (raw.length != 4 * uint256(reveals)) {
-                revert IEdgeTune.EdgeTuneScoresLength(raw.length, 4 * uint256(reveals));
+            if (raw.length != 4 * uint256(columns)) {
+                revert IEdgeTune.EdgeTuneScoresLength(raw.length, 4 * uint256(columns));
             }
             uint256 offset;
             assembly ("memory-safe") {
@@ -109,34 +141,21 @@ library ScoreTally {
         }
     }
 
-    function _agreements(Columns memory c, int32[] memory medians, uint256 counted)
+    function _distances(Columns memory c, int32[] memory medians, uint256 counted)
         private
         pure
-        returns (uint32[] memory agreements)
+        returns (uint64[] memory distances)
     {
         uint256 n = c.scoresAt.length;
-        agreements = new uint32[](n);
+        distances = new uint64[](n);
         // The counted updates as (byte offset in a ballot's scores, median) pairs, packed into
         // one word each, so the inner loop below does no mask test.
         uint256[] memory targets = new uint256[](medians.length);
-        uint256[] memory centre = new uint256[](medians.length);
         uint256 count = 0;
         for (uint256 j = 0; j < medians.length; ++j) {
-            if (counted & (uint256(1) << j) == 0) continue;
-            centre[count] = WeightedMedian.pack(medians[j], 1);
-            targets[count++] = (4 * j) << 64 | uint256(uint32(medians[j]));
+            if (counted & (uint256(1) << j) != 0) targets[count++] = (4 * j) << 64 | uint256(uint32(medians[j]));
         }
-        assembly ("memory-safe") {
-            mstore(centre, count) // shrink to the counted medians; the memory past it is unused
-        }
-        // The spread is measured around the medians' own median, the constant closest to them
-        // in L1: a scorer reporting any constant (zeros included) is at least that far away.
-        int256 mu = WeightedMedian.lowerMedian(centre);
-        uint256 spread = 0;
-        for (uint256 j = 0; j < medians.length; ++j) {
-            if (counted & (uint256(1) << j) != 0) spread += _abs(int256(medians[j]) - mu);
-        }
-        if (spread == 0) return agreements;
+        if (count == 0) return distances;
         uint256[] memory scoresAt = c.scoresAt;
         for (uint256 k = 0; k < n; ++k) {
             uint256 distance = 0;
@@ -151,7 +170,7 @@ library ScoreTally {
                     distance := add(distance, sub(xor(d, sign), sign)) // |d|
                 }
             }
-            if (distance < spread) agreements[k] = uint32(((spread - distance) * AGREEMENT_SCALE) / spread);
+            distances[k] = uint64(distance); // at most 32 x 2^33
         }
     }
 

@@ -28,6 +28,7 @@ from edgetune.chain.types import (
     SlashReason,
     TaskConfig,
     commitment,
+    tally_parts,
     update_payload,
 )
 
@@ -163,7 +164,9 @@ class TaskHarness:
         ballots = self.revealed_ballots.get((task_id, round_))
         if ballots is None:
             ballots = self.owner.score_ballots(task_id, round_)
-        return self.owner.tally(task_id, round_, ballots)
+        parts = tally_parts(len(ballots[0].scores) if ballots else 0)
+        receipts = [self.owner.tally(task_id, round_, ballots, part) for part in range(parts)]
+        return receipts[-1]
 
     def attest(self, task_id: int, round_: int, attestations: dict) -> None:
         self.stage(task_id, round_, Phase.ATTEST_COMMIT, attestations)

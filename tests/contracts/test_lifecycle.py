@@ -23,7 +23,7 @@ def test_create_task_stores_config_and_funds(harness, owner, w3):
         Phase.REGISTRATION, 1, BASE_CONFIG.initial_global_hash, BASE_CONFIG.initial_global_cid,
     )  # fmt: skip
     assert status.phase_end == w3.eth.block_number + BASE_CONFIG.registration_blocks
-    assert owner.max_edges() == 64
+    assert owner.max_edges() == 256
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_create_task_stores_config_and_funds(harness, owner, w3):
         ({"rounds": 3}, 2, "pool", 2),  # less than one wei per round
         ({"rounds": 1}, 0, "pool", 0),
         ({"maxEdges": 0}, ETHER, "maxEdges", 0),
-        ({"maxEdges": 65}, ETHER, "maxEdges", 65),
+        ({"maxEdges": 257}, ETHER, "maxEdges", 257),
         ({"quorumBps": 5000}, ETHER, "quorumBps", 5000),  # half: two candidates could both pass
         ({"quorumBps": 10_001}, ETHER, "quorumBps", 10_001),
         ({"minTurnoutBps": 10_001}, ETHER, "minTurnoutBps", 10_001),
@@ -59,7 +59,7 @@ def test_create_task_names_the_bad_field_and_its_value(harness, owner, fields, p
 
 
 def test_largest_valid_config_is_accepted(harness, owner):
-    """The bounds themselves are allowed: 64 edges, 100% quorum, turnout and validator share,
+    """The bounds themselves are allowed: 256 edges, 100% quorum, turnout and validator share,
     slashes equal to the minimum stake, one block per phase, one wei per round."""
     ones = {
         f"{name}Blocks": 1
@@ -67,7 +67,7 @@ def test_largest_valid_config_is_accepted(harness, owner):
                      "attestReveal")
     }  # fmt: skip
     harness.create_raw(
-        3, rounds=3, maxEdges=64, quorumBps=10_000, minTurnoutBps=10_000,
+        3, rounds=3, maxEdges=256, quorumBps=10_000, minTurnoutBps=10_000,
         validatorShareBps=10_000, slashAbsent=ETHER, slashNonReveal=ETHER, slashInvalid=ETHER,
         **ones,
     )  # fmt: skip

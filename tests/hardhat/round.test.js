@@ -169,13 +169,13 @@ describe("EdgeTune v2: one full round on Hardhat", function () {
     // Tally (anyone), with the ballots as revealed; a forged one is refused.
     const asTuples = (list) => list.map((b) => [b.scorer, b.validMask, b.copyMask, packScores(b.scores)]);
     const forged = [{ ...ballots[0], scores: [MILLION, MILLION, MILLION] }, ...ballots.slice(1)];
-    await expectCustomError(edgeTune, edgeTune.connect(keeper).tally(taskId, round, asTuples(forged)),
+    await expectCustomError(edgeTune, edgeTune.connect(keeper).tally(taskId, round, 0, asTuples(forged)),
       "EdgeTuneBallotsMismatch", [taskId, BigInt(round)]);
     const want = expectedTally(ballots, stakes, 3, tau);
     // order[0] = third's update: scores 400000@1, 100000@2, -5@3 -> -5 (3 of 6 ether at or below);
     // order[1] = first's: 999999@1, 300000@2, 200000@3 -> 200000; order[2]: -70000@3 -> -70000.
     expect(want.medians).to.deep.equal([-5n, 200_000n, -70_000n]);
-    const tallyReceipt = await (await edgeTune.connect(keeper).tally(taskId, round, asTuples(ballots))).wait();
+    const tallyReceipt = await (await edgeTune.connect(keeper).tally(taskId, round, 0, asTuples(ballots))).wait();
     const [tallied] = eventsOf(edgeTune, tallyReceipt, "RoundTallied");
     expect(tallied.args.medians.toArray()).to.deep.equal(want.medians);
     expect(tallied.args.agreements.toArray()).to.deep.equal(want.agreements);

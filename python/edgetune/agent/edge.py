@@ -39,7 +39,15 @@ from edgetune.chain.errors import (
     TransactionPending,
 )
 from edgetune.chain.reverts import RACES, ContractRevert
-from edgetune.chain.types import SCORE_SCALE, Phase, RevealedUpdate, Status, Step, commitment
+from edgetune.chain.types import (
+    SCORE_SCALE,
+    Phase,
+    RevealedUpdate,
+    Status,
+    Step,
+    commitment,
+    tally_parts,
+)
 from edgetune.contribution import ShapleyConfig
 from edgetune.errors import EdgetuneError
 from edgetune.learning import adapter_to_bytes
@@ -296,17 +304,21 @@ class EdgeAgent:
         self.log(f"round {round_}: revealed {kind}")
 
     def _tally(self, status: Status) -> None:
+        part, parts = status.tallied_parts, tally_parts(status.reveals)
         with self._spending("chain", status.round):
             ballots = self.client.score_ballots(self.task_id, status.round)
-            self.client.tally(self.task_id, status.round, ballots)
-        self.log(f"round {status.round}: tallied {len(ballots)} score ballots")
+            self.client.tally(self.task_id, status.round, ballots, part)
+        self.log(f"round {status.round}: tallied part {part + 1}/{parts} of {len(ballots)} ballots")
 
     def _finalize(self, status: Status) -> None:
         with self._spending("chain", status.round):
             receipt = self.client.finalize(self.task_id)
-        (event,) = self.client.receipt_events(receipt, "RoundFinalized")
-        outcome = "accepted" if event.accepted else "rejected"
-        self.log(f"round {status.round}: finalized, {outcome}, paid {event.paid / 1e18:.4f} ETH")
+        round_ = status.round
+        for settling in self.client.receipt_events(receipt, "RoundSettling"):
+            self.log(f"round {round_}: settled {settling.settledEdges}/{settling.edges} edges")
+        for event in self.client.receipt_events(receipt, "RoundFinalized"):
+            outcome = "accepted" if event.accepted else "rejected"
+            self.log(f"round {round_}: finalized, {outcome}, paid {event.paid / 1e18:.4f} ETH")
 
     # ------------------------------------------------------------------ the work of each stage
 
@@ -421,4 +433,5 @@ class EdgeAgent:
 
 def _progress(status: Status) -> tuple:
     """What a race changes: the phase and round, and this edge's own record."""
-    return (status.phase, status.round, status.registered, status.active, status.done)
+    progress = (status.tallied_parts, status.settled_edges)
+    return (status.phase, status.round, status.registered, status.active, status.done, *progress)

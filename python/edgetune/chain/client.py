@@ -106,8 +106,12 @@ class EdgeTuneClient:
         )
         return self._send(fn)
 
-    def tally(self, task_id: int, round_: int, ballots: Sequence[ScoreBallot]) -> TxReceipt:
-        fn = self.functions.tally(task_id, round_, [b.as_tuple() for b in ballots])
+    def tally(
+        self, task_id: int, round_: int, ballots: Sequence[ScoreBallot], part: int = 0
+    ) -> TxReceipt:
+        """Sends one part of the tally (updates 32·part on): every revealed ballot, in reveal
+        order, cut to that part's scores. The last part emits `RoundTallied`."""
+        fn = self.functions.tally(task_id, round_, part, [b.as_tuple(part) for b in ballots])
         return self._send(fn)
 
     def reveal_attestation(
@@ -120,6 +124,8 @@ class EdgeTuneClient:
         return self._send(fn)
 
     def finalize(self, task_id: int) -> TxReceipt:
+        """Settles the next (up to) 64 edges of the round; the call that settles the last one
+        emits `RoundFinalized` and moves the task on, the others emit `RoundSettling`."""
         return self._send(self.functions.finalize(task_id))
 
     # ------------------------------------------------------------------ reads

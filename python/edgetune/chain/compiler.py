@@ -32,8 +32,8 @@ from edgetune.chain.project import find_project_root
 
 SOLC_VERSION = "0.8.37"
 SETTINGS: dict[str, Any] = json.loads(Path(__file__).with_name("solc_settings.json").read_text())
-_OUTPUTS = ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]
-_CACHE_FORMAT = 1
+_OUTPUTS = ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "storageLayout"]
+_CACHE_FORMAT = 2
 _IMPORT = re.compile(r"\bimport\s+(?:[^\"';]*?\bfrom\s+)?[\"']([^\"']+)[\"']")
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
 
@@ -47,6 +47,9 @@ class ContractArtifact:
     bytecode: str
     deployed_bytecode: str
     source: str
+    # solc's storage entries (label, slot, offset, type): contracts that share storage by
+    # delegatecall must agree on them
+    storage_layout: list[dict[str, Any]]
 
 
 def compile_contracts(project_root: Path | None = None) -> dict[str, ContractArtifact]:
@@ -172,6 +175,7 @@ def _compile(root: Path, sources: dict[str, str], binary: Path) -> dict[str, Con
                 bytecode="0x" + out["evm"]["bytecode"]["object"],
                 deployed_bytecode="0x" + out["evm"]["deployedBytecode"]["object"],
                 source=unit,
+                storage_layout=out.get("storageLayout", {}).get("storage", []),
             )
     return dict(sorted(artifacts.items()))
 

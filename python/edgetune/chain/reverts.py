@@ -129,6 +129,10 @@ class EdgeTuneBallotsMismatch(ContractRevert):
     """`tally` was given ballots other than the revealed ones, or in another order."""
 
 
+class EdgeTuneWrongTallyPart(ContractRevert):
+    """`tally` was sent for a part other than the next one: another keeper sent it first."""
+
+
 class EdgeTuneStakeLocked(ContractRevert):
     """The stake stays locked while the edge is active in a running task."""
 
@@ -164,7 +168,11 @@ _BY_NAME: dict[str, type[ContractRevert]] = {c.__name__: c for c in ContractReve
 
 # Reverts that only mean another transaction got there first (a phase closed early, someone
 # else tallied or finalized): the agent re-reads the chain and carries on.
-RACES: tuple[type[ContractRevert], ...] = (EdgeTuneWrongPhase, EdgeTuneWrongRound)
+RACES: tuple[type[ContractRevert], ...] = (
+    EdgeTuneWrongPhase,
+    EdgeTuneWrongRound,
+    EdgeTuneWrongTallyPart,
+)
 
 
 def revert_classes() -> dict[str, type[ContractRevert]]:

@@ -110,6 +110,16 @@ class TaskConfig:
         return cls(*values)
 
 
+# Updates per `tally` call (ScoreTally.COLUMNS): a round of n updates is tallied in
+# tally_parts(n) calls, part k covering updates 32k .. 32k + 31.
+TALLY_COLUMNS = 32
+
+
+def tally_parts(reveals: int) -> int:
+    """How many `tally` calls a round with `reveals` revealed updates takes."""
+    return max(1, -(-reveals // TALLY_COLUMNS))
+
+
 @dataclass(frozen=True)
 class ScoreBallot:
     """A stage-1 ballot: which revealed updates are valid, which are near-copies of an earlier
@@ -132,9 +142,10 @@ class ScoreBallot:
             )
         )
 
-    def as_tuple(self) -> tuple:
-        """The ABI tuple of `ScoreBallot` for `tally`."""
-        return (_address(self.scorer), self.valid_mask, self.copy_mask, self.packed_scores())
+    def as_tuple(self, part: int = 0) -> tuple:
+        """The ABI tuple of `ScoreBallot` for `tally` of `part`: the part's scores only."""
+        scores = self.packed_scores()[4 * TALLY_COLUMNS * part : 4 * TALLY_COLUMNS * (part + 1)]
+        return (_address(self.scorer), self.valid_mask, self.copy_mask, scores)
 
     @classmethod
     def unpack(cls, scorer: str, valid_mask: int, copy_mask: int, scores: bytes) -> "ScoreBallot":
@@ -186,6 +197,8 @@ class Status:
     stake: int
     done: Step
     owed: int
+    tallied_parts: int  # `tally` calls made this round
+    settled_edges: int  # edges settled by `finalize` calls before the last
 
     @classmethod
     def from_tuple(cls, values: tuple) -> "Status":
