@@ -21,11 +21,17 @@ from types import TracebackType
 from typing import Any, Self
 
 from edgetune.chain.errors import NodeError
+from edgetune.chain.l1fee import DEV_L1_FEES, L1_BLOCK, L1FeeParams
 from edgetune.chain.project import find_project_root, state_dir
 
 DEFAULT_PORT = 8545
 DEFAULT_CHAIN_ID = 31337
 HARDFORK = "cancun"  # matches evmVersion in solc_settings.json
+# In optimism mode anvil takes OP-stack fork names: Fjord runs Cancun's EVM (the bytecode's
+# evmVersion) and charges the L1 data fee by FastLZ size, as every later OP fork still does.
+OP_HARDFORK = "fjord"
+# Its own chain id (the OP devnet L2's), so its deployments/<chainId>.json is not an L1 node's.
+OP_CHAIN_ID = 901
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,12 @@ class AnvilNode(LocalNode):
     """anvil from node_modules; its chain is saved to `state_file` every `state_interval`
     seconds and on exit, and reloaded at start, so even a hard kill loses only the last seconds.
     The default state file is per port (.edgetune/anvil-<port>-state.json): two nodes saving
-    to one file would each overwrite the other's chain every second."""
+    to one file would each overwrite the other's chain every second.
+
+    `optimism=True` runs anvil as an OP-stack L2 (`--network optimism`, chain id 901, its own
+    state file) and writes `l1_fees` into the L1Block predeploy at every start: anvil then
+    charges each transaction the L1 data fee (edgetune/chain/l1fee.py), which it would
+    otherwise leave at 0 for want of L1 prices."""
 
     kind = "anvil"
     process_marker = "anvil"
@@ -204,23 +215,41 @@ class AnvilNode(LocalNode):
         self,
         *,
         port: int = DEFAULT_PORT,
-        chain_id: int = DEFAULT_CHAIN_ID,
+        chain_id: int | None = None,
         block_time: float | None = None,
         state_file: Path | None = None,
         state_interval: int = 1,
+        optimism: bool = False,
+        l1_fees: L1FeeParams = DEV_L1_FEES,
         project_root: Path | None = None,
     ) -> None:
         super().__init__(port=port, project_root=project_root)
-        self.chain_id = chain_id
+        self.optimism = optimism
+        self.l1_fees = l1_fees
+        self.chain_id = chain_id or (OP_CHAIN_ID if optimism else DEFAULT_CHAIN_ID)
         self.block_time = block_time
         self.state_interval = state_interval
-        self._asked = {"--state": state_file is not None, "--block-time": block_time is not None}
-        default = state_dir(self.root) / f"anvil-{port}-state.json"
-        self.state_file = (state_file or default).resolve()
+        self._asked = {
+            "--state": state_file is not None,
+            "--block-time": block_time is not None,
+            "--network": optimism,
+        }
+        name = f"anvil-{port}-op-state.json" if optimism else f"anvil-{port}-state.json"
+        self.state_file = (state_file or state_dir(self.root) / name).resolve()
+
+    def start(self, timeout: float = 60.0) -> int:
+        pid = super().start(timeout)
+        if self.optimism:
+            for slot, word in self.l1_fees.storage().items():
+                rpc_call(self.url, "anvil_setStorageAt", [L1_BLOCK, hex(slot), f"0x{word:064x}"])
+        return pid
 
     def command(self) -> list[str]:
         argv = [str(anvil_binary(self.root)), "--host", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--chain-id", str(self.chain_id), "--hardfork", HARDFORK]
+        hardfork = OP_HARDFORK if self.optimism else HARDFORK
+        argv += ["--chain-id", str(self.chain_id), "--hardfork", hardfork]
+        if self.optimism:
+            argv += ["--network", "optimism"]
         # anvil writes --state only on a clean exit; the interval dump is what a kill -9 keeps.
         argv += ["--state", str(self.state_file), "--state-interval", str(self.state_interval)]
         if self.block_time is not None:
@@ -228,8 +257,8 @@ class AnvilNode(LocalNode):
         return argv
 
     def _adopt(self, pid: int) -> None:
-        """Take the running node's state file and block time; a different one asked for
-        explicitly is an error (it would be silently ignored)."""
+        """Take the running node's state file, block time and network; a different one asked
+        for explicitly is an error (it would be silently ignored)."""
         running = _options(pid)
         wanted = dict(_pairs(self.command()))
         for option, asked in self._asked.items():
@@ -243,6 +272,7 @@ class AnvilNode(LocalNode):
             self.state_file = Path(running["--state"])
         block_time = running.get("--block-time")
         self.block_time = float(block_time) if block_time is not None else None
+        self.optimism = running.get("--network") == "optimism"
 
 
 class HardhatNode(LocalNode):

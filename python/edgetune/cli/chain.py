@@ -37,18 +37,29 @@ def chain_up(
         Path | None,
         typer.Option("--state", help="Chain state file (.edgetune/anvil-<port>-state.json)."),
     ] = None,
+    optimism: Annotated[
+        bool,
+        typer.Option(
+            "--optimism",
+            help="Run an OP-stack L2 (chain id 901) that charges the L1 data fee (docs/l2.md).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Start anvil in the background (or reuse the running one); its chain survives restarts."""
     if block_time is not None and not (math.isfinite(block_time) and block_time > 0):
         raise InvalidOption("--block-time", block_time, "not a positive number of seconds")
-    node = AnvilNode(port=port, block_time=block_time, state_file=state)
+    node = AnvilNode(port=port, block_time=block_time, state_file=state, optimism=optimism)
     node.start()
     status = node.status()
     if as_json:
         print(json.dumps({**asdict(status), "state_file": str(node.state_file)}))
     else:
-        console.print(f"anvil running: pid {status.pid}, {node.url}, state {node.state_file}")
+        network = ", OP-stack L2" if node.optimism else ""
+        console.print(
+            f"anvil running{network}: pid {status.pid}, {node.url}, chain id {status.chain_id}, "
+            f"state {node.state_file}"
+        )
 
 
 @chain_app.command("down")

@@ -185,6 +185,13 @@ def federation_command(
         ),
     ] = None,
     port: PortOption = DEFAULT_PORT,
+    optimism: Annotated[
+        bool,
+        typer.Option(
+            "--optimism",
+            help="Start anvil as an OP-stack L2 that charges the L1 data fee (docs/l2.md).",
+        ),
+    ] = False,
     ipfs: Annotated[str, typer.Option(help="embedded | ipfs[:MULTIADDR]")] = "embedded",
     plot: Annotated[
         Path, typer.Option(help="Where to write the rewards figure.", callback=plot_target)
@@ -196,6 +203,10 @@ def federation_command(
         raise InvalidOption("--chain", chain, f"must be {' or '.join(FEDERATION_CHAINS)}")
     if rpc_url and chain == "embedded":
         raise InvalidOption("--rpc-url", rpc_url, "needs --chain anvil (embedded runs in-process)")
+    if optimism and (chain == "embedded" or rpc_url):
+        # py-evm has no OP mode, and a node given by URL is whatever it already is
+        given = f"with --rpc-url {rpc_url}" if rpc_url else "with --chain embedded"
+        raise InvalidOption("--optimism", given, "it starts anvil as an L2; give one or the other")
     quiet_libraries()
     from edgetune.agent.federation import FederationConfig, run_in_process
     from edgetune.agent.processes import run_processes
@@ -236,7 +247,7 @@ def federation_command(
             url = rpc_url
         else:
             config.check_accounts(DEV_ACCOUNTS)  # before a node is started for nothing
-            node = AnvilNode(port=port)
+            node = AnvilNode(port=port, optimism=optimism)
             node.start()
             url = node.url
         connection = connect_chain("anvil", url, None)
