@@ -222,8 +222,10 @@ def execute_in_process(
     test_metric: TestMetric,
     log: Callable[[str], None] = print,
     learner: LearnerFactory = text_learner,
+    on_round: Callable[[int], None] = lambda _round: None,
 ) -> FederationResult:
-    """Run `plan` with every agent in this process, stepping them round-robin on `chain`."""
+    """Run `plan` with every agent in this process, stepping them round-robin on `chain`;
+    `on_round(r)` runs as round r ends (bench/bench_scale.py times rounds with it)."""
     owner, deployment, store, task = publish_plan(plan, chain)
     agents = [
         build_agent(
@@ -239,7 +241,13 @@ def execute_in_process(
     ]
     evaluator = agents[0].learner.adapted  # type: ignore[attr-defined]
     metrics = drive(
-        chain, owner, task.task_id, agents, lambda adapter: test_metric(evaluator, adapter), log
+        chain,
+        owner,
+        task.task_id,
+        agents,
+        lambda adapter: test_metric(evaluator, adapter),
+        log,
+        on_round,
     )
     return FederationResult(
         plan, chain, owner, task, deployment.block, store, agents, metrics, _sum_timings(agents)
@@ -276,9 +284,11 @@ def drive(
     agents: list[EdgeAgent],
     evaluate_global: Callable[[dict], tuple[float, float]],
     log: Callable[[str], None],
+    on_round: Callable[[int], None] = lambda _round: None,
 ) -> dict[int, tuple[float, float]]:
     """Step agents round-robin until the task ends, mining a block when all are idle (so
-    deadlines pass); score each new global adapter with `evaluate_global` -> (loss, accuracy)."""
+    deadlines pass); score each new global adapter with `evaluate_global` -> (loss, accuracy),
+    after calling `on_round` with the round that ended."""
 
     def current_global():
         return agents[0].fetch_global(owner.status(task_id))  # hash-checked like any agent's
@@ -294,6 +304,7 @@ def drive(
             chain.mine(1)
         status = owner.status(task_id)
         if status.round != seen_round or status.phase.name == "FINISHED":
+            on_round(seen_round)
             metrics[seen_round] = evaluate_global(current_global())
             loss, accuracy = metrics[seen_round]
             log(f"round {seen_round} done: test loss {loss:.4f}, accuracy {accuracy:.3f}")

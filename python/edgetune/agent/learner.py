@@ -12,6 +12,7 @@ from edgetune.casestudy.arms import diagnosis_accuracy
 from edgetune.casestudy.vlm import VisionAdaptedModel, VisionSample
 from edgetune.casestudy.vlm_train import evaluate_vlm, train_vlm_update
 from edgetune.learning import AdaptedModel, Example, TrainConfig, evaluate, train_update
+from edgetune.learning.linear import LabelledData, LinearModel, train_linear
 
 Tensors = dict[str, torch.Tensor]
 
@@ -82,3 +83,29 @@ class VisionLearner:
         if self.diagnosis_scored:
             return diagnosis_accuracy(self.adapted, list(self.validation_samples), adapter)
         return -evaluate_vlm(self.adapted, self.validation_samples, adapter).loss
+
+
+@dataclass
+class LinearLearner:
+    """The cheap learner that lets one process simulate hundreds of edges (learning/linear.py):
+    a logistic-regression head over a frozen random feature map, trained on synthetic data. Its
+    updates, content and Shapley scores go through exactly the agent code a LoRA edge's do."""
+
+    adapted: LinearModel
+    train_data: LabelledData
+    validation_data: LabelledData
+    config: TrainConfig
+
+    def __post_init__(self) -> None:
+        self._validation = self.adapted.featurize(self.validation_data)
+
+    def shapes(self, trained_only: bool = False) -> dict[str, tuple[int, ...]]:
+        return self.adapted.shapes(trained_only=trained_only)
+
+    def train(self, global_adapter: Mapping[str, torch.Tensor], round_: int) -> Tensors:
+        config = replace(self.config, seed=self.config.seed + round_)
+        return train_linear(self.adapted, global_adapter, self.train_data, config)
+
+    def metric(self, adapter: Mapping[str, torch.Tensor]) -> float:
+        """Minus validation cross-entropy, the text learner's default utility."""
+        return -self._validation.loss(adapter)

@@ -20,7 +20,7 @@ from edgetune.chain.types import TaskConfig
 from edgetune.errors import EdgetuneError
 from edgetune.learning import AdapterSpec, TrainConfig
 
-ModelKindName = Literal["text", "vision"]
+ModelKindName = Literal["text", "vision", "linear"]
 Utility = Literal["loss", "accuracy"]
 
 

@@ -23,6 +23,7 @@ from edgetune.learning import (
     initial_global_adapter,
     load_base_model,
 )
+from edgetune.learning.linear import attach_linear, linear_files, linear_hash, load_linear
 from edgetune.learning.model import base_model_files
 from edgetune.storage import ContentStore, fetch_verified
 
@@ -43,7 +44,9 @@ class ModelKind:
 
 TEXT = ModelKind(base_model_files, base_model_hash, load_base_model, attach_adapter)
 VISION = ModelKind(vlm_files, vlm_hash, load_vlm, attach_vlm_adapter)
-MODEL_KINDS = {"text": TEXT, "vision": VISION}  # by `ModelSpec.kind`
+# The cheap learner that simulates many edges in one process (learning/linear.py).
+LINEAR = ModelKind(linear_files, linear_hash, load_linear, attach_linear)
+MODEL_KINDS = {"text": TEXT, "vision": VISION, "linear": LINEAR}  # by `ModelSpec.kind`
 
 
 @dataclass(frozen=True)
