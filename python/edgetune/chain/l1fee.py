@@ -18,6 +18,9 @@ own bytes (tests/chain/test_l2.py checks it against what the node took from the 
 
 from dataclasses import dataclass
 
+from hexbytes import HexBytes
+from web3 import Web3
+
 L1_BLOCK = "0x4200000000000000000000000000000000000015"  # L1 prices and fee scalars
 L1_FEE_VAULT = "0x420000000000000000000000000000000000001A"  # where the L1 data fee goes
 GAS_PRICE_ORACLE = "0x420000000000000000000000000000000000000F"
@@ -113,6 +116,44 @@ def l1_cost(signed_tx: bytes, params: L1FeeParams) -> L1Cost:
         estimated_bytes=scaled_size // 10**6,
         l1_gas_used=scaled_size * TX_DATA_NON_ZERO_GAS // 10**6,
         fee=scaled_size * params.fee_scaled // FJORD_DIVISOR,
+    )
+
+
+@dataclass(frozen=True)
+class TxFees:
+    """What one mined transaction cost on an OP-stack chain: L2 execution gas and fee (wei),
+    its L1 data as computed here, and the `l1Fee` its receipt reports (None where the node
+    reports none, as anvil)."""
+
+    gas_used: int
+    l2_fee: int
+    l1: L1Cost
+    reported_l1_fee: int | None
+
+    @property
+    def l1_fee(self) -> int:
+        """The node's figure where it gives one, else ours (they agree on real OP nodes)."""
+        return self.l1.fee if self.reported_l1_fee is None else self.reported_l1_fee
+
+
+def read_l1_params(w3: Web3, block: int | str = "latest") -> L1FeeParams:
+    """The L1 fee parameters in force at `block`, from L1Block's storage (any OP-stack node)."""
+    slots = (BASE_FEE_SLOT, SCALARS_SLOT, BLOB_BASE_FEE_SLOT)
+    words = {s: int.from_bytes(w3.eth.get_storage_at(L1_BLOCK, s, block), "big") for s in slots}
+    return L1FeeParams.from_storage(words)
+
+
+def transaction_fees(w3: Web3, tx_hash: HexBytes) -> TxFees:
+    """L2 and L1 cost of the mined transaction `tx_hash`, from its receipt and signed bytes."""
+    receipt = w3.eth.get_transaction_receipt(tx_hash)
+    raw = w3.provider.make_request("eth_getRawTransactionByHash", [tx_hash.to_0x_hex()])
+    signed = HexBytes(raw["result"])
+    reported = receipt.get("l1Fee")
+    return TxFees(
+        gas_used=receipt["gasUsed"],
+        l2_fee=receipt["gasUsed"] * receipt["effectiveGasPrice"],
+        l1=l1_cost(signed, read_l1_params(w3, receipt["blockNumber"])),
+        reported_l1_fee=None if reported is None else int(str(reported), 0),
     )
 
 
