@@ -1,4 +1,4 @@
-"""Gas of every EdgeTune (v2) function, and of one edge's round, as tasks grow to 64 edges.
+"""Gas of every EdgeTune (v2) function, and of one edge's round, as tasks grow to 256 edges.
 
 Measured as `gasUsed` of real transactions on a fresh anvil node (Cancun, 30M block gas limit;
 `--chain embedded` runs py-evm instead, same gas, slower), so each figure is what the sender
@@ -7,17 +7,19 @@ pays for, refunds included.
 At each N: one 2-round task with N edges of distinct stakes; round 1 is played in full. Every
 edge commits and reveals an update, a score ballot with distinct random scores for every
 update (all valid, none a copy, all included), and an approval of one aggregate; one keeper
-tallies and finalizes. Every update is then paid by its median and every validator by its
-agreement: the worst case for `tally` and `finalize` short of slashing. An edge's gas per round
-is its own six transactions (three commits, three reveals) plus its 1/N share of the tally and
-finalize a keeper pays; the target is 1.5 x v1's six-transaction round (6 x 45,818 gas).
-The lifecycle rows (releaseStake, withdraw, refundPool, requestExit, cancel) come from a small
-extra task at N=4.
+tallies (one call per 32 updates) and finalizes (one call per 64 edges). Every update is then
+paid by its median and every validator by its agreement: the worst case for `tally` and
+`finalize` short of slashing. An edge's gas per round is its own six transactions (three
+commits, three reveals) plus its 1/N share of the tally and finalize calls a keeper pays; the
+target is 1.5 x v1's six-transaction round (6 x 45,818 gas). The lifecycle rows
+(releaseStake, withdraw, refundPool, requestExit, cancel) come from a small extra task at N=4.
 
-Run: .venv/bin/python bench/bench_gas.py [--sizes 4 8 16 32 64] [--seed 0] [--chain anvil]
+Run: .venv/bin/python bench/bench_gas.py [--sizes 4 16 64 128 256] [--seed 0] [--chain anvil]
+[--json]  (about 4 min on anvil for the default sizes)
 """
 
 import argparse
+import json
 import random
 import socket
 import tempfile
@@ -43,6 +45,7 @@ from edgetune.chain.types import (
     ScoreBallot,
     TaskConfig,
     commitment,
+    tally_parts,
     update_payload,
 )
 
@@ -50,8 +53,8 @@ ETHER = 10**18
 BLOCK_GAS_LIMIT = 30_000_000
 V1_ROUND_TX_GAS = 45_818  # v1's mean gas per own round transaction (4 per round then)
 TARGET_PER_EDGE = int(1.5 * 6 * V1_ROUND_TX_GAS)  # 412,362
-LARGEST_TX_TARGET = 5_000_000  # at 64 edges, no transaction above this (1/6 of a block)
-SIZES = (4, 8, 16, 32, 64)
+LARGEST_TX_TARGET = 15_000_000  # at 256 edges, no transaction above this (half a block)
+SIZES = (4, 16, 64, 128, 256)
 OWN = ("commit (update)", "revealUpdate", "commit (scores)", "revealScores",
        "commit (attest)", "revealAttestation")  # fmt: skip
 KEEPER = ("tally", "finalize")
@@ -63,16 +66,16 @@ CONFIG = TaskConfig(
     base_model_cid="bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
     initial_global_cid="bafybeihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
     rounds=2,
-    max_edges=64,
-    # anvil mines a block per transaction: every phase must outlast 64 sequential transactions
+    max_edges=256,
+    # anvil mines a block per transaction: every phase must outlast 256 sequential transactions
     registration_blocks=1000,
-    commit_blocks=500,
-    reveal_blocks=500,
-    score_commit_blocks=500,
-    score_reveal_blocks=500,
-    tally_blocks=500,
-    attest_commit_blocks=500,
-    attest_reveal_blocks=500,
+    commit_blocks=1000,
+    reveal_blocks=1000,
+    score_commit_blocks=1000,
+    score_reveal_blocks=1000,
+    tally_blocks=1000,
+    attest_commit_blocks=1000,
+    attest_reveal_blocks=1000,
     min_stake=ETHER,
     slash_absent=ETHER // 4,
     slash_non_reveal=ETHER // 2,
@@ -113,7 +116,8 @@ class ScaleRow:
 
     @property
     def keeper(self) -> int:
-        return sum(self.log.calls[label][0] for label in KEEPER)
+        """Gas of every keeper call of the round: all tally parts and finalize batches."""
+        return sum(sum(self.log.calls[label]) for label in KEEPER)
 
     @property
     def per_edge_round(self) -> float:
@@ -143,65 +147,67 @@ class Bench:
 
     def round(self, log: GasLog, task_id: int, round_: int, edges, rng: random.Random) -> None:
         """Every edge plays every stage (closing each early); a keeper tallies and finalizes."""
+        salts = self.play_scores(log, task_id, round_, edges, rng)
+        self.tally(log, task_id, round_, tally_parts(len(edges)))
+        self.attest(log, task_id, round_, edges, salts)
+        while not self.owner.receipt_events(self.finalize(log, task_id), "RoundFinalized"):
+            pass  # one call per 64 edges; the last one emits RoundFinalized
+
+    def play_scores(self, log: GasLog, task_id: int, round_: int, edges, rng) -> dict[str, bytes]:
+        """Stages up to the tally: every edge commits and reveals an update, then a ballot of
+        distinct random scores, all valid. Returns each edge's salt."""
         salts = {
             e.sender_address: keccak(text=f"{task_id}/{round_}/{e.sender_address}") for e in edges
         }
         updates = {a: (keccak(b"u" + s), UPDATE_CID) for a, s in salts.items()}
-        for edge in edges:
-            a = edge.sender_address
-            payload = update_payload(*updates[a])
-            self.commit(
-                log,
-                "commit (update)",
-                task_id,
-                round_,
-                Phase.UPDATE_COMMIT,
-                edge,
-                payload,
-                salts[a],
-            )
-        for edge in edges:
-            a = edge.sender_address
-            log.add("revealUpdate", edge.reveal_update(task_id, round_, *updates[a], salts[a]), a)
         everything = (1 << len(edges)) - 1
         ballots = {
-            e.sender_address: ScoreBallot(
-                everything, 0, tuple(rng.randrange(1, 1_000_000) for _ in edges)
-            )
-            for e in edges
+            a: ScoreBallot(everything, 0, tuple(rng.randrange(1, 1_000_000) for _ in edges))
+            for a in salts
         }
-        for edge in edges:
-            a = edge.sender_address
-            payload = ballots[a].payload()
-            self.commit(
-                log, "commit (scores)", task_id, round_, Phase.SCORE_COMMIT, edge, payload, salts[a]
-            )
-        for edge in edges:
-            a = edge.sender_address
-            log.add("revealScores", edge.reveal_scores(task_id, round_, ballots[a], salts[a]), a)
-        log.add(
-            "tally", self.owner.tally(task_id, round_, self.owner.score_ballots(task_id, round_))
+        stages = (
+            ("commit (update)", Phase.UPDATE_COMMIT, lambda a: update_payload(*updates[a])),
+            ("commit (scores)", Phase.SCORE_COMMIT, lambda a: ballots[a].payload()),
         )
+        for label, stage, payload in stages:
+            for edge in edges:
+                a = edge.sender_address
+                self.commit(log, label, task_id, round_, stage, edge, payload(a), salts[a])
+            for edge in edges:
+                a = edge.sender_address
+                if stage == Phase.UPDATE_COMMIT:
+                    receipt = edge.reveal_update(task_id, round_, *updates[a], salts[a])
+                    log.add("revealUpdate", receipt, a)
+                else:
+                    receipt = edge.reveal_scores(task_id, round_, ballots[a], salts[a])
+                    log.add("revealScores", receipt, a)
+        return salts
+
+    def tally(self, log: GasLog, task_id: int, round_: int, parts: int, first: int = 0) -> None:
+        """Tally parts `first` .. `parts - 1`, with the ballots read back from the events."""
+        revealed = self.owner.score_ballots(task_id, round_)
+        for part in range(first, parts):
+            log.add("tally", self.owner.tally(task_id, round_, revealed, part))
+
+    def attest(self, log: GasLog, task_id: int, round_: int, edges, salts) -> None:
+        """Every edge commits and reveals an approval of the one aggregate."""
+        payload = AGGREGATE.payload()
         for edge in edges:
             a = edge.sender_address
-            payload = AGGREGATE.payload()
-            self.commit(
-                log,
-                "commit (attest)",
-                task_id,
-                round_,
-                Phase.ATTEST_COMMIT,
-                edge,
-                payload,
-                salts[a],
-            )
+            stage = Phase.ATTEST_COMMIT
+            self.commit(log, "commit (attest)", task_id, round_, stage, edge, payload, salts[a])
         for edge in edges:
             a = edge.sender_address
             receipt = edge.reveal_attestation(task_id, round_, AGGREGATE, salts[a])
             log.add("revealAttestation", receipt, a)
         if self.owner.phase(task_id) != Phase.FINALIZABLE:
             raise RuntimeError(f"task {task_id} round {round_} did not close early")
-        log.add("finalize", self.owner.finalize(task_id))
+
+    def finalize(self, log: GasLog, task_id: int):
+        """One finalize call (up to 64 edges); returns its receipt."""
+        receipt = self.owner.finalize(task_id)
+        log.add("finalize", receipt)
+        return receipt
 
     def scale(self, edge_count: int, rng: random.Random) -> ScaleRow:
         """One full round of a 2-round task with `edge_count` fresh edges (never credited
@@ -236,11 +242,15 @@ class Bench:
 def funded_edges(
     chain: Chain, owner: EdgeTuneClient, count: int, tag: str = ""
 ) -> list[EdgeTuneClient]:
-    """Deterministic fresh accounts funded by the owner (anvil has only 10 dev accounts)."""
+    """Deterministic fresh accounts with 20 ether each (anvil has only 10 dev accounts): set by
+    anvil's `anvil_setBalance`, a tenth of a transfer's time, else sent by the owner."""
     edges = []
     for index in range(count):
         account = Account.from_key(keccak(text=f"gas-edge-{tag}{index}"))
-        transfer(chain, owner.sender, account.address, 20 * ETHER)
+        if chain.url != "embedded":  # bench_chain runs anvil otherwise
+            chain.w3.provider.make_request("anvil_setBalance", [account.address, hex(20 * ETHER)])
+        else:
+            transfer(chain, owner.sender, account.address, 20 * ETHER)
         edges.append(owner.as_sender(account))
     return edges
 
@@ -293,21 +303,27 @@ def scale_table(rows: list[ScaleRow]) -> Table:
         title="Per-edge gas per round and the largest transaction, by task size N",
         caption=(
             f"own = one edge's 3 commits + 3 reveals (mean over edges); per edge = own + "
-            f"(tally + finalize)/N; target = 1.5 x 6 x {V1_ROUND_TX_GAS:,} = {TARGET_PER_EDGE:,}; "
+            f"(all tally + finalize calls)/N; "
+            f"target = 1.5 x 6 x {V1_ROUND_TX_GAS:,} = {TARGET_PER_EDGE:,}; "
             f"block gas limit {BLOCK_GAS_LIMIT:,}, largest-tx target {LARGEST_TX_TARGET:,}"
         ),
     )
-    for name in ("N", "own (mean)", "own (max)", "tally", "finalize", "(tally+fin)/N",
-                 "per edge", "vs target", "largest tx", "% block"):  # fmt: skip
+    for name in ("N", "own (mean)", "own (max)", "tally calls", "tally max", "finalize calls",
+                 "finalize max", "keeper/round", "keeper/N", "per edge", "vs target",
+                 "largest tx", "% block"):  # fmt: skip
         table.add_column(name, justify="right")
     for row in rows:
         label, largest = row.log.largest()
+        tally, finalize = row.log.calls["tally"], row.log.calls["finalize"]
         table.add_row(
             str(row.edges),
             f"{row.own_mean:,.0f}",
             f"{row.own_max:,}",
-            f"{row.log.calls['tally'][0]:,}",
-            f"{row.log.calls['finalize'][0]:,}",
+            str(len(tally)),
+            f"{max(tally):,}",
+            str(len(finalize)),
+            f"{max(finalize):,}",
+            f"{row.keeper:,}",
             f"{row.keeper / row.edges:,.0f}",
             f"{row.per_edge_round:,.0f}",
             f"{row.per_edge_round / TARGET_PER_EDGE:.0%}",
@@ -317,15 +333,35 @@ def scale_table(rows: list[ScaleRow]) -> Table:
     return table
 
 
+def as_json(rows: list[ScaleRow], lifecycle: GasLog | None) -> dict:
+    """Gas per call by label, and the per-edge summary, per size (all gas as ints)."""
+    sizes = [
+        {
+            "edges": row.edges,
+            "calls": dict(row.log.calls),
+            "own_mean": round(row.own_mean),
+            "keeper_per_round": row.keeper,
+            "per_edge_round": round(row.per_edge_round),
+            "largest": dict(zip(("label", "gas"), row.log.largest(), strict=True)),
+        }
+        for row in rows
+    ]
+    return {"sizes": sizes, "lifecycle": dict(lifecycle.calls) if lifecycle else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chain", choices=["anvil", "embedded"], default="anvil")
+    parser.add_argument("--json", action="store_true", help="print the gas logs as JSON")
     args = parser.parse_args()
-    console = Console(width=180)  # the tables are wider than a default 80-column pipe
     with bench_chain(args.chain) as chain:
         rows, lifecycle = measure(chain, args.sizes, args.seed)
+    if args.json:
+        print(json.dumps(as_json(rows, lifecycle), indent=2))
+        return
+    console = Console(width=200)  # the tables are wider than a default 80-column pipe
     console.print(functions_table(rows, lifecycle))
     console.print(scale_table(rows))
 
