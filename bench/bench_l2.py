@@ -181,7 +181,8 @@ def _cells(totals: Totals) -> list[str]:
 def _columns(table: Table, *first: str) -> None:
     for name in first:
         table.add_column(name)
-    for name in ("txs", "L2 gas", "L2 fee ETH", "L1 fee wei", "L1 fee ETH", "L1 bytes", "even gwei"):
+    figures = ("txs", "L2 gas", "L2 fee ETH", "L1 fee wei", "L1 fee ETH", "L1 bytes", "even gwei")
+    for name in figures:
         table.add_column(name, justify="right")
 
 
