@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from eth_utils import keccak
+from typer.testing import CliRunner
 
 from edgetune.chain.connect import Chain, connect
 from edgetune.chain.deploy import deploy
@@ -19,7 +20,9 @@ from edgetune.chain.l1fee import (
 )
 from edgetune.chain.nodes import OP_CHAIN_ID, AnvilNode
 from edgetune.chain.types import Phase, TaskConfig, commitment, update_payload
+from edgetune.cli import app
 
+from ..cli.conftest import one_line_error
 from ..ports import free_port
 
 pytestmark = pytest.mark.anvil
@@ -55,6 +58,14 @@ def test_fastlz_length_of_known_inputs() -> None:
     assert flz_compress_len(bytes.fromhex("facade")) == 4
     assert flz_compress_len(bytes(1000)) == 21
     assert flz_compress_len(bytes(range(256))) == 256 + 8  # nothing repeats: 8 runs of 32
+
+
+@pytest.mark.parametrize(
+    "given", [["--chain", "embedded"], ["--rpc-url", "http://127.0.0.1:1"]], ids=str
+)
+def test_federation_refuses_optimism_for_a_node_it_does_not_start(given: list[str]) -> None:
+    result = CliRunner().invoke(app, ["federation", "--optimism", *given])
+    one_line_error(result, "--optimism", given[1])
 
 
 def test_a_round_on_an_op_stack_l2_pays_the_l1_fee_edgetune_computes(
