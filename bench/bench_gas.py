@@ -153,16 +153,19 @@ class Bench:
         while not self.owner.receipt_events(self.finalize(log, task_id), "RoundFinalized"):
             pass  # one call per 64 edges; the last one emits RoundFinalized
 
-    def play_scores(self, log: GasLog, task_id: int, round_: int, edges, rng) -> dict[str, bytes]:
+    def play_scores(
+        self, log: GasLog, task_id: int, round_: int, edges, rng, invalid: int = 0, copies: int = 0
+    ) -> dict[str, bytes]:
         """Stages up to the tally: every edge commits and reveals an update, then a ballot of
-        distinct random scores, all valid. Returns each edge's salt."""
+        distinct random scores, marking every update valid except the `invalid` mask, and the
+        `copies` mask as copies. Returns each edge's salt."""
         salts = {
             e.sender_address: keccak(text=f"{task_id}/{round_}/{e.sender_address}") for e in edges
         }
         updates = {a: (keccak(b"u" + s), UPDATE_CID) for a, s in salts.items()}
-        everything = (1 << len(edges)) - 1
+        valid = ((1 << len(edges)) - 1) & ~invalid
         ballots = {
-            a: ScoreBallot(everything, 0, tuple(rng.randrange(1, 1_000_000) for _ in edges))
+            a: ScoreBallot(valid, copies, tuple(rng.randrange(1, 1_000_000) for _ in edges))
             for a in salts
         }
         stages = (

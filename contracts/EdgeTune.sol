@@ -138,8 +138,10 @@ contract EdgeTune is TaskRegistry {
         returns (ScoreTally.Part memory)
     {
         uint128[] memory stakes = _checkedStakes(taskId, round, part, ballots);
-        uint256 columns = _min(ScoreTally.COLUMNS, _rounds[taskId][round].clock.reveals - uint256(part) * ScoreTally.COLUMNS);
-        return _tallier.tallyPart(ballots, stakes, uint16(columns), _tasks[taskId].config.harmTolerance);
+        uint256 first = uint256(part) * ScoreTally.COLUMNS;
+        uint256 columns = _min(ScoreTally.COLUMNS, _rounds[taskId][round].clock.reveals - first);
+        uint32 tolerance = _tasks[taskId].config.harmTolerance;
+        return _tallier.tallyPart(ballots, stakes, uint16(first), uint16(columns), tolerance);
     }
 
     function _recordPart(Round storage rd, ScoreTally.Part memory p, uint256 first) private {

@@ -13,10 +13,11 @@ contract ScoreTallier {
     function tallyPart(
         IEdgeTune.ScoreBallot[] calldata ballots,
         uint128[] calldata stakes,
+        uint16 first,
         uint16 columns,
         uint32 harmTolerance
     ) external pure returns (ScoreTally.Part memory) {
-        return ScoreTally.tallyPart(ballots, stakes, columns, harmTolerance);
+        return ScoreTally.tallyPart(ballots, stakes, first, columns, harmTolerance);
     }
 
     /// @notice See {ScoreTally.spread}.

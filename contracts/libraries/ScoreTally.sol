@@ -29,8 +29,9 @@ library ScoreTally {
         uint64[] distances;
     }
 
-    /// @notice Tallies `ballots` over the `columns` updates their scores cover; `stakes[k]` is
-    /// `ballots[k].scorer`'s stake.
+    /// @notice Tallies `ballots` over the `columns` updates from update `first` on, which their
+    /// scores cover (their masks cover the whole round); `stakes[k]` is `ballots[k].scorer`'s
+    /// stake.
     /// @dev An update is included when valid, not a copy and its median is at least
     /// -harmTolerance. `distances[k]` is Σ|s_kj - m_j| over the part's valid non-copy updates j.
     /// Gas: the inner loops ({_column}, {_distances}, {WeightedMedian.lowerMedian}) run in
@@ -40,10 +41,11 @@ library ScoreTally {
     function tallyPart(
         IEdgeTune.ScoreBallot[] calldata ballots,
         uint128[] calldata stakes,
+        uint16 first,
         uint16 columns,
         uint32 harmTolerance
     ) internal pure returns (Part memory p) {
-        Columns memory c = _columns(ballots, stakes, columns);
+        Columns memory c = _columns(ballots, stakes, first, columns);
         for (uint256 k = 0; k < stakes.length; ++k) {
             p.scoreStake += stakes[k];
         }
@@ -88,7 +90,8 @@ library ScoreTally {
         return uint32(((spread_ - distance) * AGREEMENT_SCALE) / spread_);
     }
 
-    /// @dev Per ballot k: the calldata offset of its scores, its masks and its scorer's stake.
+    /// @dev Per ballot k: the calldata offset of its scores, its masks shifted to the part's
+    /// first update, and its scorer's stake.
     struct Columns {
         uint256[] scoresAt;
         uint256[] validMasks;
@@ -96,7 +99,12 @@ library ScoreTally {
         uint256[] stakes;
     }
 
-    function _columns(IEdgeTune.ScoreBallot[] calldata ballots, uint128[] calldata stakes, uint16 columns)
+    function _columns(
+        IEdgeTune.ScoreBallot[] calldata ballots,
+        uint128[] calldata stakes,
+        uint16 first,
+        uint16 columns
+    )
         private
         pure
         returns (Columns memory c)
@@ -113,7 +121,8 @@ library ScoreTally {
             assembly ("memory-safe") {
                 offset := raw.offset
             }
-            (c.scoresAt[k], c.validMasks[k], c.copyMasks[k]) = (offset, ballots[k].validMask, ballots[k].copyMask);
+            c.scoresAt[k] = offset;
+            (c.validMasks[k], c.copyMasks[k]) = (ballots[k].validMask >> first, ballots[k].copyMask >> first);
             c.stakes[k] = stakes[k];
         }
     }

@@ -38,7 +38,8 @@ def test_256_edges_settle_in_bounded_calls_and_pay_what_a_recomputation_says():
         play, log = bench.Bench(chain, owner, []), bench.GasLog()
         edges = bench.funded_edges(chain, owner, EDGES, "test-")
         task_id = play.task(log, edges, rounds=2, pool=2 * ETHER)
-        salts = play.play_scores(log, task_id, 1, edges, random.Random(0))
+        # Update 40 (part 1) judged invalid by everyone, update 200 (part 6) a copy.
+        salts = play.play_scores(log, task_id, 1, edges, random.Random(0), 1 << 40, 1 << 200)
         ballots = owner.score_ballots(task_id, 1)
 
         # Parts go in order, each checked against its own digest.
@@ -63,12 +64,17 @@ def test_256_edges_settle_in_bounded_calls_and_pay_what_a_recomputation_says():
             assert (status.phase, status.round, status.settled_edges) == (
                 Phase.FINALIZABLE, 1, settled,
             )  # fmt: skip
+        # Halfway through settlement, funds are still conserved.
+        held = sum(owner.stake_of(task_id, e.sender_address) + owner.owed(e.sender_address)
+                   for e in edges)  # fmt: skip
+        assert chain.w3.eth.get_balance(owner.address) == held + owner.task_funds(task_id).pool
         (finalized,) = owner.receipt_events(play.finalize(log, task_id), "RoundFinalized")
         assert owner.status(task_id).round == 2
 
         (tallied,) = owner.round_events(task_id, 1, "RoundTallied")
         credits = owner.round_events(task_id, 1, "RewardCredited")
         authors = [e.edge for e in owner.round_events(task_id, 1, "UpdateRevealed")]
+        slashes = owner.round_events(task_id, 1, "Slashed")
 
     print(f"{EDGES} edges: tally parts {log.calls['tally']}, finalize {log.calls['finalize']}")
     assert len(log.calls["tally"]) == 8 and len(log.calls["finalize"]) == 4
@@ -80,10 +86,15 @@ def test_256_edges_settle_in_bounded_calls_and_pay_what_a_recomputation_says():
     want = expected_tally([by_address[b.scorer] for b in ballots], ballots, EDGES)
     assert tuple(tallied.medians) == want.medians
     assert tuple(tallied.agreements) == want.agreements
-    assert (tallied.validMask, tallied.includedMask) == (want.valid, want.included)
+    assert (tallied.validMask, tallied.copyMask, tallied.includedMask) == (
+        want.valid, want.copies, want.included,
+    )  # fmt: skip
+    assert want.valid == (1 << EDGES) - 1 - (1 << 40) and want.included & (1 << 200) == 0
 
     approvers = {b.scorer: a for b, a in zip(ballots, want.agreements, strict=True)}
     expected = expected_credits(ETHER, authors, want, approvers)
     got = {(c.edge, RewardKind(c.kind)): c.amount for c in credits}
     assert got == expected
     assert finalized.paid == sum(expected.values()) and finalized.budget == ETHER
+    (slashed,) = slashes
+    assert (slashed.edge, slashed.reason, slashed.amount) == (authors[40], 2, ETHER)  # invalid
