@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 from typer.testing import CliRunner
+from web3.types import TxReceipt
 
 from edgetune.chain.connect import Chain, connect
 from edgetune.chain.deploy import deploy
@@ -105,7 +106,7 @@ def test_a_round_on_an_op_stack_l2_pays_the_l1_fee_edgetune_computes(
             _assert_fees_match_the_node(chain, receipt, sender, value)
 
 
-def _assert_fees_match_the_node(chain: Chain, receipt, sender: str, value: int) -> None:
+def _assert_fees_match_the_node(chain: Chain, receipt: TxReceipt, sender: str, value: int) -> None:
     block = receipt["blockNumber"]
     assert len(chain.w3.eth.get_block(block)["transactions"]) == 1  # anvil mines one per tx
     fees = transaction_fees(chain.w3, receipt["transactionHash"])
