@@ -38,6 +38,7 @@ IPFS_NODE = ROOT / "scripts" / "ipfs-node"
 JS_IPFS = ROOT / ".edgetune" / "js-ipfs" / "node_modules" / ".bin" / "jsipfs"
 CONTENT_PORT = 5001
 RUN_TIMEOUT_S = 900
+SLASH_REASONS = ("Absent", "NotRevealed", "InvalidUpdate")  # IEdgeTune.SlashReason
 
 
 class Refused(Exception):
@@ -59,10 +60,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         sub.add_argument("--rounds", type=int, default=3)
         sub.add_argument("--partition-edge", type=int, default=2, help="-1: no partition")
         sub.add_argument("--partition-round", type=int, default=2)
-        sub.add_argument("--steps", type=int, default=5, help="local training steps per round")
+        sub.add_argument("--steps", type=int, default=3, help="local training steps per round")
         sub.add_argument("--phase-blocks", type=int, default=60)
         sub.add_argument("--commit-blocks", type=int, default=20)
-        sub.add_argument("--tick", type=float, default=1.0, help="seconds per mined block")
+        sub.add_argument("--tick", type=float, default=0.5, help="seconds per mined block")
         sub.add_argument("--workdir", type=Path, default=ROOT / ".edgetune" / "multihost")
     sub = commands.add_parser("down")
     sub.add_argument("--prefix", default=DEFAULT_PREFIX)
@@ -158,6 +159,9 @@ def coordinate(args: argparse.Namespace) -> int:
     from coordinator import RunSettings
     from coordinator import coordinate as run_owner
 
+    from edgetune.cli.common import quiet_libraries
+
+    quiet_libraries()  # the owner's model loads print progress bars and warnings otherwise
     wait_for_content()
     settings = RunSettings(
         args.prefix,
@@ -198,7 +202,7 @@ def summarize(result: dict, wall_s: float) -> None:
     slashes = {(s["edge"], s["round"]): s for s in result["events"]["Slashed"]}
     for edge in rewards["edges"]:
         cut = [
-            f"r{r} {s['reason']}:{s['amount'] / 1e18:g}"
+            f"(round {r} {SLASH_REASONS[s['reason']]} {s['amount'] / 1e18:g})"
             for (a, r), s in slashes.items()
             if a == edge["address"]
         ]
