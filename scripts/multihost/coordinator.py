@@ -1,6 +1,6 @@
 """The task owner's host, run inside the chain namespace: anvil on the bridge address, the
-owner's publishing, one `edgetune agent` per edge namespace, the runner's Watcher (a block a
-second), and the partition.
+owner's publishing, one `edgetune agent` per edge namespace, the runner's Watcher (a block per
+--tick), and the partition.
 
 The partition is driven by the chain, never by a clock: edge P's link goes down once P has
 revealed its last duty of round R-1 (its attestation), so it can miss nothing of that round,
