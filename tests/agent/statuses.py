@@ -17,4 +17,6 @@ COMMITTING = Status(
     stake=10**18,
     done=Step(0),
     owed=0,
+    tallied_parts=0,
+    settled_edges=0,
 )

@@ -152,6 +152,10 @@ class ReentrancyGuardReentrantCall(ContractRevert):
     """A call re-entered `withdraw` while it was paying out (refused by the lock)."""
 
 
+class AddressEmptyCode(ContractRevert):
+    """EdgeTune's settler has no code: the deployment is broken (never on a correct deploy)."""
+
+
 class FailedCall(ContractRevert):
     """Paying out failed: the receiving account (a contract) refused the ether."""
 
