@@ -17,9 +17,12 @@ own bytes (tests/chain/test_l2.py checks it against what the node took from the 
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hexbytes import HexBytes
-from web3 import Web3
+
+if TYPE_CHECKING:  # the CLI imports this module through nodes.py; web3 stays off its start-up
+    from web3 import Web3
 
 L1_BLOCK = "0x4200000000000000000000000000000000000015"  # L1 prices and fee scalars
 L1_FEE_VAULT = "0x420000000000000000000000000000000000001A"  # where the L1 data fee goes
@@ -136,14 +139,14 @@ class TxFees:
         return self.l1.fee if self.reported_l1_fee is None else self.reported_l1_fee
 
 
-def read_l1_params(w3: Web3, block: int | str = "latest") -> L1FeeParams:
+def read_l1_params(w3: "Web3", block: int | str = "latest") -> L1FeeParams:
     """The L1 fee parameters in force at `block`, from L1Block's storage (any OP-stack node)."""
     slots = (BASE_FEE_SLOT, SCALARS_SLOT, BLOB_BASE_FEE_SLOT)
     words = {s: int.from_bytes(w3.eth.get_storage_at(L1_BLOCK, s, block), "big") for s in slots}
     return L1FeeParams.from_storage(words)
 
 
-def transaction_fees(w3: Web3, tx_hash: HexBytes) -> TxFees:
+def transaction_fees(w3: "Web3", tx_hash: HexBytes) -> TxFees:
     """L2 and L1 cost of the mined transaction `tx_hash`, from its receipt and signed bytes."""
     receipt = w3.eth.get_transaction_receipt(tx_hash)
     raw = w3.provider.make_request("eth_getRawTransactionByHash", [tx_hash.to_0x_hex()])
