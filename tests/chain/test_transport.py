@@ -288,3 +288,23 @@ def test_gap_fillers_are_journaled_awaited_within_the_wait_and_known_as_ours_lat
     send(third, counter_on(third, counter_address).functions.inc(1), sender)
     assert counter.functions.value().call() == value + 1  # the dropped one never ran
     assert third.transport.journal.pending(sender.address) == []
+
+
+@pytest.mark.parametrize(
+    ("suggestion", "tip"),
+    [({"result": hex(1_000)}, 1_000), ({"error": "the method does not exist"}, 10**9)],
+    ids=["an OP-stack node's tip", "a node without the method"],
+)
+def test_the_tip_is_the_nodes_suggestion_or_the_dev_chains_without_one(
+    anvil, counter_address, proxy, suggestion: dict, tip: int
+) -> None:
+    """A fixed 1 gwei tip overpays an OP-stack L2 (whose going tip is about 1,000 wei) by a
+    million times; the node's eth_maxPriorityFeePerGas is used instead, where it has one."""
+    proxy.answer("eth_maxPriorityFeePerGas", suggestion.get("result"), suggestion.get("error"))
+    chain = connect("anvil", url=proxy.url)
+    receipt = send(chain, counter_on(chain, counter_address).functions.inc(1), chain.accounts[9])
+    sent = connect("anvil", url=anvil.url).w3.eth.get_transaction(receipt["transactionHash"])
+    base_fee = connect("anvil", url=anvil.url).w3.eth.get_block(receipt["blockNumber"] - 1)
+    assert receipt["status"] == 1 and "eth_maxPriorityFeePerGas" in proxy.requests
+    assert sent["maxPriorityFeePerGas"] == tip
+    assert sent["maxFeePerGas"] == 2 * base_fee["baseFeePerGas"] + tip

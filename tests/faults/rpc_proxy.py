@@ -44,6 +44,7 @@ class RpcProxy:
         self._drops = 0
         self._cuts = 0
         self._receipts_held_until = 0.0
+        self._answers: dict[str, dict[str, Any]] = {}  # method -> what the proxy answers
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -85,6 +86,13 @@ class RpcProxy:
         """Send only the first half of the next `count` answers (Content-Length says all)."""
         with self._lock:
             self._cuts += count
+
+    def answer(self, method: str, result: Any = None, error: str | None = None) -> None:
+        """Answer every `method` call itself, with `result`, or with a JSON-RPC `error` (as a
+        node that lacks the method does): another node's view, such as an L2's fee market."""
+        reply = {"error": {"code": -32601, "message": error}} if error else {"result": result}
+        with self._lock:
+            self._answers[method] = reply
 
     def hold_receipts(self, seconds: float) -> None:
         """Answer eth_getTransactionReceipt with null for `seconds` from now."""
@@ -172,6 +180,8 @@ class RpcProxy:
                 self._drops -= 1
                 raw = bytes.fromhex(str(request["params"][0]).removeprefix("0x"))
                 return _result(request, "0x" + keccak(raw).hex())
+            if method in self._answers:
+                return {"jsonrpc": "2.0", "id": request.get("id"), **self._answers[method]}
             held = time.monotonic() < self._receipts_held_until
             if method == "eth_getTransactionReceipt" and held:
                 return _result(request, None)

@@ -43,7 +43,7 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3Exception
-from web3.types import TxReceipt
+from web3.types import RPCEndpoint, TxReceipt
 
 from edgetune.chain.errors import (
     ChainUnavailable,
@@ -58,7 +58,9 @@ from edgetune.chain.revert_data import ErrorDecoder, revert_data, revert_types
 
 T = TypeVar("T")
 _FEE_TTL_S = 10.0
-_TIP_WEI = 10**9
+# The tip when the node suggests none: what dev chains suggest. Real nodes are asked
+# (eth_maxPriorityFeePerGas): on an OP-stack L2 the going tip is about a millionth of this.
+_FALLBACK_TIP_WEI = 10**9
 GAS_MARGIN = 1.2  # estimation error that grows with the call (1/64 withheld per nested call)
 # Added to every estimate: a transaction estimated before another one in the same block may find
 # itself the stage's last actor, and then it also closes the stage (RoundClock.close rewrites up
@@ -97,7 +99,7 @@ class Transport:
         self.w3, self.chain_id, self.url, self.errors = w3, chain_id, url, errors
         self.journal, self.retry = journal, retry
         self._nonces: dict[str, int] = {}
-        self._fees: tuple[float, int] | None = None  # (read at, base fee)
+        self._fees: tuple[float, int, int] | None = None  # (read at, base fee, tip)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
@@ -171,7 +173,7 @@ class Transport:
         whichever version gets mined."""
         replaced = []
         for sent in self.journal.pending(sender.address):
-            sent.max_fee = max(math.ceil(sent.max_fee * _REPLACEMENT_BUMP), self._max_fee())
+            sent.max_fee = max(math.ceil(sent.max_fee * _REPLACEMENT_BUMP), self._fee_quote()[0])
             sent.tip = math.ceil(sent.tip * _REPLACEMENT_BUMP)
             signed = sender.sign_transaction(sent.unsigned(self.chain_id))
             sent.raw = signed.raw_transaction.to_0x_hex()
@@ -185,16 +187,14 @@ class Transport:
         self, sender: LocalAccount, to: str | None, data: str, value: int, gas: int | None
     ) -> SentTransaction:
         limit = gas or gas_limit(self._estimate(sender.address, to, data, value))
-        max_fee = self._max_fee()
+        max_fee, tip = self._fee_quote()
         with self._lock:  # one nonce per transaction, even from threads sharing the chain
             nonce = self._nonces.get(sender.address)
             if nonce is None:
                 count = self.w3.eth.get_transaction_count
                 nonce = self.read(lambda: count(sender.address, "pending"))
             self._nonces[sender.address] = nonce + 1
-        sent = SentTransaction(
-            sender.address, nonce, to, data, value, limit, max_fee, _TIP_WEI, raw=""
-        )
+        sent = SentTransaction(sender.address, nonce, to, data, value, limit, max_fee, tip, raw="")
         signed = sender.sign_transaction(sent.unsigned(self.chain_id))
         sent.raw, sent.hashes = signed.raw_transaction.to_0x_hex(), [signed.hash.to_0x_hex()]
         return sent
@@ -267,7 +267,7 @@ class Transport:
         """A signed transfer of nothing to self at `nonce`; replacing a transaction, it pays
         more (nodes want that) and keeps the older hashes, so whichever is mined is found."""
         noop = SentTransaction(
-            sender.address, nonce, sender.address, "0x", 0, 21_000, self._max_fee(), _TIP_WEI,
+            sender.address, nonce, sender.address, "0x", 0, 21_000, *self._fee_quote(),
             raw="", hashes=list(replacing.hashes) if replacing else [],
         )  # fmt: skip
         if replacing is not None:
@@ -325,15 +325,26 @@ class Transport:
                 f"{self.url} cannot estimate gas for the transaction {target}: {node_message(exc)}"
             ) from None
 
-    def _max_fee(self) -> int:
-        """Twice the latest base fee plus the tip, the base fee reused for a few seconds (dev
-        chains' base fee only falls under light load; twice leaves room for it to rise)."""
+    def _fee_quote(self) -> tuple[int, int]:
+        """(max fee, tip): twice the latest base fee plus the node's suggested tip, both reused
+        for a few seconds (dev chains' base fee only falls under light load; twice leaves room
+        for it to rise)."""
         now = time.monotonic()
         fees = self._fees
         if fees is None or now - fees[0] > _FEE_TTL_S:
             block = self.read(lambda: self.w3.eth.get_block("latest"))
-            fees = self._fees = (now, int(block.get("baseFeePerGas", 0)))
-        return 2 * fees[1] + _TIP_WEI
+            fees = self._fees = (now, int(block.get("baseFeePerGas", 0)), self._suggested_tip())
+        return 2 * fees[1] + fees[2], fees[2]
+
+    def _suggested_tip(self) -> int:
+        # Asked directly: web3's max_priority_fee falls back to a fee-history guess (and warns)
+        # where the node lacks the method; the dev chains' tip is the better guess there.
+        request = self.w3.manager.request_blocking
+        try:
+            tip = self.read(lambda: request(RPCEndpoint("eth_maxPriorityFeePerGas"), []))
+            return int(tip, 16) if isinstance(tip, str) else int(tip)
+        except (Web3Exception, ValueError, TypeError):
+            return _FALLBACK_TIP_WEI
 
     # ------------------------------------------------------------------ reverts
 
