@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgetune.agent.edge import AgentSettings, EdgeAgent
+from edgetune.agent.edge import EdgeAgent
+from edgetune.agent.settings import AgentSettings
 from edgetune.chain.errors import NonceTaken, TransactionDropped, TransactionReverted
 from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import Phase, Status, Step

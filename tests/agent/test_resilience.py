@@ -21,9 +21,10 @@ import pytest
 
 from edgetune.agent import federation
 from edgetune.agent.content import ContentPending
-from edgetune.agent.edge import AgentSettings, ChainOutageTooLong, EdgeAgent
+from edgetune.agent.edge import EdgeAgent
 from edgetune.agent.federation import FederationConfig, start_when_full
 from edgetune.agent.launch import build_agent
+from edgetune.agent.settings import AgentSettings, ChainOutageTooLong
 from edgetune.agent.state import AgentState, CommittedUpdate, StateFileError
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import connect

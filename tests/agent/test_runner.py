@@ -13,11 +13,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from edgetune.agent import federation, launch, processes
-from edgetune.agent.edge import AgentSettings
 from edgetune.agent.federation import FederationConfig
 from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
 from edgetune.agent.processes import EdgeProcess, FederationFailed, Watcher, agent_argv
 from edgetune.agent.publish import PublishedTask
+from edgetune.agent.settings import AgentSettings
 from edgetune.chain.errors import ChainUnavailable
 from edgetune.chain.history import EdgeRecord
 from edgetune.chain.types import Phase, TaskConfig

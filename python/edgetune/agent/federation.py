@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from edgetune.agent.edge import AgentSettings, EdgeAgent, RoundTimings
+from edgetune.agent.edge import EdgeAgent
 from edgetune.agent.launch import LearnerFactory, build_agent, clear_agent_state, text_learner
 from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
 from edgetune.agent.publish import MODEL_KINDS, PublishedTask, publish_task
 from edgetune.agent.roles import Behaviour, Role
+from edgetune.agent.settings import AgentSettings, RoundTimings
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.connect import Chain, connect
 from edgetune.chain.deploy import deploy

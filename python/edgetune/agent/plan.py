@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgetune.agent.codec import Undecodable, decode, encode
-from edgetune.agent.edge import AgentSettings
+from edgetune.agent.settings import AgentSettings
 from edgetune.chain.types import TaskConfig
 from edgetune.errors import EdgetuneError
 from edgetune.learning import AdapterSpec, TrainConfig

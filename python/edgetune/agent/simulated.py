@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from edgetune.agent.edge import AgentSettings
 from edgetune.agent.federation import ETHER, FederationResult, execute_in_process
 from edgetune.agent.learner import LinearLearner
 from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
+from edgetune.agent.settings import AgentSettings
 from edgetune.chain.connect import Chain, dev_accounts, transfer
 from edgetune.chain.types import SCORE_SCALE, TaskConfig
 from edgetune.contribution import ShapleyConfig

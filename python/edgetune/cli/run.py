@@ -88,10 +88,10 @@ def agent_command(
     quiet_libraries()
     from dataclasses import replace
 
-    from edgetune.agent.edge import AgentSettings
     from edgetune.agent.launch import build_agent
     from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
     from edgetune.agent.roles import Role
+    from edgetune.agent.settings import AgentSettings
     from edgetune.contribution import ShapleyConfig
     from edgetune.learning import AdapterSpec, TrainConfig
     from edgetune.storage import open_store
