@@ -15,21 +15,18 @@ from dataclasses import replace
 
 from edgetune.casestudy.arms import SHORT_ANSWERS, CaseStudySettings, prepare_base
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
-from edgetune.casestudy.vlm import (
+from edgetune.casestudy.xray import FINDINGS
+from edgetune.learning import TrainConfig, initial_global_adapter
+from edgetune.learning.vision.encode import VisionSample
+from edgetune.learning.vision.evaluate import predict_candidates
+from edgetune.learning.vision.model import (
     ALL_LINEAR,
     LM_HEAD,
-    VisionSample,
     attach_vlm_adapter,
-    encode_samples,
     load_vlm,
     vlm_adapter_spec,
 )
-from edgetune.casestudy.vlm_train import (
-    answer_nll,
-    train_vlm_update,
-)
-from edgetune.casestudy.xray import FINDINGS
-from edgetune.learning import TrainConfig, initial_global_adapter
+from edgetune.learning.vision.train import train_vlm_update
 
 
 def _samples(cases: list, short: bool) -> list[VisionSample]:
@@ -45,15 +42,12 @@ def _samples(cases: list, short: bool) -> list[VisionSample]:
 
 
 def _per_class(adapted, samples: list[VisionSample]) -> dict[str, tuple[int, int, str]]:
-    """finding -> (correct, total, most predicted) by candidate scoring (as `evaluate_vlm`)."""
-    names = sorted(SHORT_ANSWERS)
-    queries = [(s.image, s.question, SHORT_ANSWERS[n]) for s in samples for n in names]
-    rows = encode_samples(adapted.processor, queries, 256, eos=False)
-    scores = [score for score, _ in answer_nll(adapted, rows, 64)]
+    """finding -> (correct, total, most predicted) by candidate scoring (`predict_candidates`)."""
     predicted: dict[str, Counter] = {f: Counter() for f in FINDINGS}
-    for i, sample in enumerate(samples):
-        row = scores[i * len(names) : (i + 1) * len(names)]
-        predicted[sample.label][names[row.index(min(row))]] += 1
+    for sample, guess in zip(
+        samples, predict_candidates(adapted, samples, SHORT_ANSWERS, 64, 256), strict=True
+    ):
+        predicted[sample.label][guess] += 1
     return {
         f: (c[f], sum(c.values()), c.most_common(1)[0][0] if c else "-")
         for f, c in predicted.items()

@@ -11,18 +11,18 @@ import pytest
 from edgetune.casestudy.arms import SHORT_ANSWERS, to_cases
 from edgetune.casestudy.collaborative import HospitalData, collaborative_plan, run_collaborative
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
-from edgetune.casestudy.vlm import (
+from edgetune.chain.history import load_history
+from edgetune.learning import TrainConfig
+from edgetune.learning.vision.encode import VisionSample
+from edgetune.learning.vision.evaluate import evaluate_vlm
+from edgetune.learning.vision.model import (
     ALL_LINEAR,
     LM_HEAD,
-    VisionSample,
     ensure_tiny_vlm,
     load_vlm,
     vlm_adapter_spec,
     vlm_hash,
 )
-from edgetune.casestudy.vlm_train import evaluate_vlm
-from edgetune.chain.history import load_history
-from edgetune.learning import TrainConfig
 
 
 def short(cases) -> list[VisionSample]:
@@ -69,6 +69,9 @@ def test_the_diagnosis_accuracy_utility_matches_evaluate_vlm(collaboration):
     learner = result.agents[0].learner
     final = result.agents[0].fetch_global(result.owner.status(result.task.task_id))
     expected = evaluate_vlm(learner.adapted, learner.validation_samples, final, SHORT_ANSWERS)
-    # Two implementations of candidate scoring (the arms' and evaluate_vlm's) agree.
-    scored = replace(learner, diagnosis_scored=True)
+    # The plan's "loss" utility leaves the learner without candidates: it scores minus loss.
+    assert learner.candidates is None
+    assert learner.metric(final) == -expected.loss
+    # With the diagnoses as candidates it scores what evaluate_vlm calls accuracy.
+    scored = replace(learner, candidates=SHORT_ANSWERS)
     assert scored.metric(final) == expected.accuracy

@@ -10,6 +10,7 @@ from PIL import Image
 from edgetune.casestudy import xray as xray_module
 from edgetune.casestudy.dialogues import _NEXT_STEPS, _SIGNS, QUESTIONS, diagnosis_of, make_dialogue
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
+from edgetune.casestudy.pretrain import xray_caption_pairs
 from edgetune.casestudy.xray import (
     FINDINGS,
     LATERAL_FINDINGS,
@@ -293,3 +294,12 @@ def test_hospitals_and_test_set_are_deterministic() -> None:
     test = balanced_test_set(2, seed=1)
     assert [s.true_finding for s in test] == [f for f in FINDINGS for _ in range(2)]
     assert all(s.true_finding == s.labelled_finding for s in test)
+
+
+def test_xray_captions_describe_signs_without_naming_a_diagnosis() -> None:
+    pairs = xray_caption_pairs(40, seed=0)
+    captions = [c for _, c in pairs]
+    assert any("wide heart" in c for c in captions) and any("clear lungs" in c for c in captions)
+    assert any("dark area" in c for c in captions) and any("bright area" in c for c in captions)
+    names = ("pneumonia", "effusion", "cardiomegaly", "pneumothorax", "normal")
+    assert not any(n in c for c in captions for n in names)

@@ -14,27 +14,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from edgetune.casestudy.vlm import (
-    ALL_LINEAR,
-    LM_HEAD,
-    VisionSample,
-    attach_vlm_adapter,
-    build_tiny_vlm,
-    collate_rows,
-    encode_samples,
-    ensure_tiny_vlm,
-    load_vlm,
-    vlm_adapter_spec,
-    vlm_hash,
-)
-from edgetune.casestudy.vlm_train import (
-    blob_caption_pairs,
-    evaluate_vlm,
-    generate_answer,
-    pretrain_base,
-    train_vlm_update,
-    xray_caption_pairs,
-)
 from edgetune.learning import (
     BaseModelMismatch,
     TrainConfig,
@@ -43,6 +22,24 @@ from edgetune.learning import (
     base_model_hash,
     ensure_tiny_model,
     initial_global_adapter,
+)
+from edgetune.learning.vision.encode import VisionSample, collate_rows, encode_samples
+from edgetune.learning.vision.evaluate import evaluate_vlm
+from edgetune.learning.vision.model import (
+    ALL_LINEAR,
+    LM_HEAD,
+    attach_vlm_adapter,
+    build_tiny_vlm,
+    ensure_tiny_vlm,
+    load_vlm,
+    vlm_adapter_spec,
+    vlm_hash,
+)
+from edgetune.learning.vision.train import (
+    blob_caption_pairs,
+    generate_answer,
+    pretrain_base,
+    train_vlm_update,
 )
 
 QUESTION = "where is the bright spot?"
@@ -99,7 +96,10 @@ def adapted(pretrained: Path):
 def test_tiny_vlm_builds_bit_identically(vlm_path: Path, cache: Path, tmp_path: Path) -> None:
     # A second build in a fresh process (new RNG and thread state) gives the same bytes.
     lm_dir = ensure_tiny_model(cache)
-    code = "import sys; from edgetune.casestudy.vlm import build_tiny_vlm as b; b(*sys.argv[1:])"
+    code = (
+        "import sys; from edgetune.learning.vision.model import build_tiny_vlm as b; "
+        "b(*sys.argv[1:])"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "again"), str(lm_dir)], check=True)
     names = sorted(p.name for p in vlm_path.iterdir())
     assert names == sorted(p.name for p in (tmp_path / "again").iterdir())
@@ -246,12 +246,3 @@ def test_head_lora_adapts_only_a_and_b_and_starts_as_the_base(pretrained: Path) 
         adapted, global0, spot_samples(8, seed=1), TrainConfig(steps=2, batch_size=4)
     )
     assert result.tensors[f"base_model.model.{LM_HEAD}.lora_B.weight"].abs().sum() > 0
-
-
-def test_xray_captions_describe_signs_without_naming_a_diagnosis() -> None:
-    pairs = xray_caption_pairs(40, seed=0)
-    captions = [c for _, c in pairs]
-    assert any("wide heart" in c for c in captions) and any("clear lungs" in c for c in captions)
-    assert any("dark area" in c for c in captions) and any("bright area" in c for c in captions)
-    names = ("pneumonia", "effusion", "cardiomegaly", "pneumothorax", "normal")
-    assert not any(n in c for c in captions for n in names)

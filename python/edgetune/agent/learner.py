@@ -8,11 +8,12 @@ from typing import Literal, Protocol
 
 import torch
 
-from edgetune.casestudy.arms import diagnosis_accuracy
-from edgetune.casestudy.vlm import VisionAdaptedModel, VisionSample
-from edgetune.casestudy.vlm_train import evaluate_vlm, train_vlm_update
 from edgetune.learning import AdaptedModel, Example, TrainConfig, evaluate, train_update
 from edgetune.learning.linear import LabelledData, LinearModel, train_linear
+from edgetune.learning.vision.encode import VisionSample
+from edgetune.learning.vision.evaluate import candidate_accuracy, evaluate_vlm
+from edgetune.learning.vision.model import VisionAdaptedModel
+from edgetune.learning.vision.train import train_vlm_update
 
 Tensors = dict[str, torch.Tensor]
 
@@ -63,12 +64,14 @@ class VisionLearner:
     config: TrainConfig
     # Per training sample, how often it is drawn (`class_balanced_weights`); None: evenly.
     sample_weights: Sequence[float] | None = None
-    # The Shapley utility: diagnosis accuracy on the validation cases, not answer-token loss,
-    # which mostly measures the answer *format* that even wrongly labelled data teaches (a
-    # 60%-noisy hospital earned most under it). Nor diagnosis log-loss: it charges a confident
-    # mistake without bound, so the one hospital rich in normal cases, whose update shifts the
-    # prior towards "normal", scored -3 to -7 nats and was left out of every round.
-    diagnosis_scored: bool = True
+    # The Shapley utility. Given `candidates` (label -> answer), accuracy by candidate
+    # likelihood on the validation samples: in the case study (diagnosis candidates) answer-token
+    # loss mostly measures the answer *format* that even wrongly labelled data teaches (a
+    # 60%-noisy hospital earned most under it), and diagnosis log-loss charges a confident
+    # mistake without bound (the one hospital rich in normal cases, whose update shifts the
+    # prior towards "normal", scored -3 to -7 nats and was left out of every round). Without
+    # candidates: minus answer-token loss.
+    candidates: Mapping[str, str] | None = None
 
     def shapes(self, trained_only: bool = False) -> dict[str, tuple[int, ...]]:
         return self.adapted.shapes(trained_only=trained_only)
@@ -80,8 +83,10 @@ class VisionLearner:
         ).tensors
 
     def metric(self, adapter: Mapping[str, torch.Tensor]) -> float:
-        if self.diagnosis_scored:
-            return diagnosis_accuracy(self.adapted, list(self.validation_samples), adapter)
+        if self.candidates:
+            return candidate_accuracy(
+                self.adapted, self.validation_samples, self.candidates, adapter
+            )
         return -evaluate_vlm(self.adapted, self.validation_samples, adapter).loss
 
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 from hashlib import sha256
 from pathlib import Path
 
-from edgetune.casestudy.vlm import attach_vlm_adapter, load_vlm, vlm_files, vlm_hash
 from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.types import TaskConfig
 from edgetune.errors import EdgetuneError
@@ -25,6 +24,7 @@ from edgetune.learning import (
 )
 from edgetune.learning.linear import attach_linear, linear_files, linear_hash, load_linear
 from edgetune.learning.model import base_model_files
+from edgetune.learning.vision.model import attach_vlm_adapter, load_vlm, vlm_files, vlm_hash
 from edgetune.storage import ContentStore, fetch_verified
 
 

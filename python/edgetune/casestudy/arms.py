@@ -19,25 +19,7 @@ import torch
 
 from edgetune.casestudy.dialogues import DIAGNOSIS_NAMES, diagnosis_of
 from edgetune.casestudy.hospitals import Hospital, Sample, balanced_test_set, make_hospitals
-from edgetune.casestudy.vlm import (
-    ALL_LINEAR,
-    LM_HEAD,
-    VisionAdaptedModel,
-    VisionRecipe,
-    VisionSample,
-    attach_vlm_adapter,
-    encode_samples,
-    ensure_tiny_vlm,
-    load_vlm,
-    vlm_adapter_spec,
-)
-from edgetune.casestudy.vlm_train import (
-    answer_nll,
-    generate_answer,
-    pretrain_base,
-    train_vlm_update,
-    xray_caption_pairs,
-)
+from edgetune.casestudy.pretrain import xray_caption_pairs
 from edgetune.casestudy.xray import FINDINGS
 from edgetune.errors import EdgetuneError
 from edgetune.learning import (
@@ -46,6 +28,25 @@ from edgetune.learning import (
     initial_global_adapter,
     resolve_base_model,
 )
+from edgetune.learning.evaluate import hit_rate
+from edgetune.learning.vision.encode import VisionSample, encode_samples
+from edgetune.learning.vision.evaluate import (
+    TEXT_TOKENS,
+    answer_nll,
+    default_max_length,
+    predict_candidates,
+)
+from edgetune.learning.vision.model import (
+    ALL_LINEAR,
+    LM_HEAD,
+    VisionAdaptedModel,
+    VisionRecipe,
+    attach_vlm_adapter,
+    ensure_tiny_vlm,
+    load_vlm,
+    vlm_adapter_spec,
+)
+from edgetune.learning.vision.train import generate_answer, pretrain_base, train_vlm_update
 
 # What an edge is taught to answer, and the candidates accuracy is scored against.
 SHORT_ANSWERS: dict[str, str] = {f: f"Diagnosis: {DIAGNOSIS_NAMES[f]}." for f in FINDINGS}
@@ -137,7 +138,7 @@ class CaseStudySettings:
     @property
     def max_length(self) -> int:
         """Token budget per sample: every image token plus room for question and answer."""
-        return VisionRecipe(image_size=self.image_size).image_tokens + 128
+        return VisionRecipe(image_size=self.image_size).image_tokens + TEXT_TOKENS
 
 
 @dataclass
@@ -257,12 +258,12 @@ def evaluate_arm(
 ) -> ArmResult:
     """Score `adapter` on `test` (see `ArmResult` for each figure)."""
     adapted.set_adapter(adapter)
-    max_length = _max_length(adapted)
+    max_length = default_max_length(adapted)
     own = answer_nll(
         adapted, encode_samples(adapted.processor, test.samples, max_length), batch_size
     )
     loss = sum(s for s, _ in own) / sum(c for _, c in own)
-    predicted = _candidate_predictions(adapted, test.samples, max_length, batch_size)
+    predicted = predict_candidates(adapted, test.samples, SHORT_ANSWERS, batch_size, max_length)
     generated = [
         generate_answer(adapted, s.image, s.question, max_new_tokens) for s in test.samples
     ]
@@ -274,7 +275,7 @@ def evaluate_arm(
     }
     return ArmResult(
         name=name,
-        accuracy=float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)])),
+        accuracy=hit_rate(predicted, labels),
         per_finding=per_finding,
         generated_accuracy=float(
             np.mean([diagnosis_of(g) == t for g, t in zip(generated, labels, strict=True)])
@@ -285,40 +286,6 @@ def evaluate_arm(
         dialogues={f: generated[i] for f, i in display_indices(test).items()},
         adapter={k: v.clone() for k, v in adapter.items()},
     )
-
-
-def _candidate_predictions(
-    adapted: VisionAdaptedModel, samples: list[VisionSample], max_length: int, batch_size: int
-) -> list[str]:
-    """Per sample, the finding whose short answer has the lowest NLL (as `evaluate_vlm`)."""
-    names = sorted(SHORT_ANSWERS)
-    queries = [(s.image, s.question, SHORT_ANSWERS[n]) for s in samples for n in names]
-    rows = encode_samples(adapted.processor, queries, max_length, eos=False)
-    scores = [score for score, _ in answer_nll(adapted, rows, batch_size)]
-    return [
-        names[int(np.argmin(scores[i * len(names) : (i + 1) * len(names)]))]
-        for i in range(len(samples))
-    ]
-
-
-def diagnosis_accuracy(
-    adapted: VisionAdaptedModel,
-    samples: list[VisionSample],
-    adapter: Mapping[str, torch.Tensor] | None = None,
-    batch_size: int = 32,
-) -> float:
-    """Fraction of `samples` whose true finding wins among the five short answers (as
-    `ArmResult.accuracy`): it rewards naming the right diagnosis, not merely learning the
-    answer format (which even wrongly labelled data teaches)."""
-    if adapter is not None:
-        adapted.set_adapter(adapter)
-    predicted = _candidate_predictions(adapted, samples, _max_length(adapted), batch_size)
-    return float(np.mean([p == s.label for p, s in zip(predicted, samples, strict=True)]))
-
-
-def _max_length(adapted: VisionAdaptedModel) -> int:
-    """As `CaseStudySettings.max_length`, read off the loaded model."""
-    return adapted.model.config.image_seq_length + 128
 
 
 def _mean_rouge(candidates: list[str], references: list[str]) -> float:

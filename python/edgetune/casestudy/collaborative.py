@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from edgetune.agent.edge import AgentSettings
 from edgetune.agent.federation import FederationResult, execute_in_process
 from edgetune.agent.learner import VisionLearner
 from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
+from edgetune.agent.settings import AgentSettings
 from edgetune.casestudy.arms import (
     SHORT_ANSWERS,
     CaseStudySettings,
@@ -24,12 +24,13 @@ from edgetune.casestudy.arms import (
 )
 from edgetune.casestudy.hospitals import balanced_test_set
 from edgetune.casestudy.report import write_report
-from edgetune.casestudy.vlm import VisionAdaptedModel, VisionSample
-from edgetune.casestudy.vlm_train import evaluate_vlm
 from edgetune.chain.connect import connect
 from edgetune.chain.history import load_history
 from edgetune.chain.types import SCORE_SCALE, TaskConfig
 from edgetune.learning import AdapterSpec, TrainConfig
+from edgetune.learning.vision.encode import VisionSample
+from edgetune.learning.vision.evaluate import evaluate_vlm
+from edgetune.learning.vision.model import VisionAdaptedModel
 
 ETHER = 10**18
 
@@ -95,9 +96,9 @@ def run_collaborative(
     log: Callable[[str], None] = print,
 ) -> FederationResult:
     """Deploy, publish the VLM task, run one agent per hospital until the last round.
-    With the plan's "accuracy" utility validators value updates by diagnosis accuracy on their
-    audit cases (else by answer loss, which moves even at toy scale, where accuracy on 5 cases
-    does not)."""
+    With the plan's "accuracy" utility validators value updates by accuracy over `candidates`
+    (the diagnoses) on their audit cases (else by answer loss, which moves even at toy scale,
+    where accuracy on 5 cases does not)."""
 
     def learner(edge: EdgeSpec, adapted: VisionAdaptedModel) -> VisionLearner:
         hospital = hospitals[edge.index]
@@ -107,7 +108,7 @@ def run_collaborative(
             hospital.validation,
             edge.train,
             hospital.sample_weights,
-            edge.utility == "accuracy",
+            candidates if edge.utility == "accuracy" else None,
         )
 
     def test_metric(

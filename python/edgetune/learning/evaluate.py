@@ -6,15 +6,62 @@ per candidate, cannot produce an unparseable answer, and is deterministic.
 The protocol's metric is higher-is-better: accuracy when the data is labelled, else -loss.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
+import numpy as np
 import torch
 
 from edgetune.learning.adapter import AdaptedModel
 from edgetune.learning.data import Example
 from edgetune.learning.errors import DataError
 from edgetune.learning.train import IGNORE, collate, encode_pair
+
+Prompt = TypeVar("Prompt")
+
+
+@dataclass(frozen=True)
+class CandidateScoring(Generic[Prompt]):
+    """Accuracy by candidate likelihood, for any model: each prompt is paired with every
+    candidate answer (`queries`), the caller scores each pair's summed answer NLL with its own
+    model, and the candidate with the lowest NLL is the prediction (`predictions`; ties go to
+    the first name in sorted order).
+
+    Text and vision models share this; only how a (prompt, answer) pair becomes an NLL differs.
+    """
+
+    candidates: Mapping[str, str]  # name -> answer text
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.candidates)
+
+    def queries(self, prompts: Sequence[Prompt]) -> list[tuple[Prompt, str]]:
+        """Every (prompt, candidate answer), prompt-major, candidates in `names` order."""
+        return [(p, self.candidates[n]) for p in prompts for n in self.names]
+
+    def predictions(self, nll: Sequence[float]) -> list[str]:
+        """Per prompt, the name of the lowest-NLL candidate; `nll` follows `queries`' order."""
+        names = self.names
+        return [
+            names[int(np.argmin(nll[i : i + len(names)]))] for i in range(0, len(nll), len(names))
+        ]
+
+
+def candidate_predictions(
+    nll: Callable[[list[tuple[Prompt, str]]], Sequence[float]],
+    prompts: Sequence[Prompt],
+    candidates: Mapping[str, str],
+) -> list[str]:
+    """Per prompt, the candidate name (see `CandidateScoring`) whose answer `nll` scores lowest."""
+    scoring = CandidateScoring(candidates)
+    return scoring.predictions(nll(scoring.queries(prompts)))
+
+
+def hit_rate(predicted: Sequence[str], truth: Sequence[str]) -> float:
+    """Fraction of positions where the prediction is the truth."""
+    return float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
 
 
 @dataclass(frozen=True)
@@ -46,22 +93,18 @@ def evaluate(
         raise DataError("evaluate needs at least one example")
     if adapter is not None:
         adapted.set_adapter(adapter)
-    candidates = sorted({e.response for e in examples if e.label is not None})
+    labelled = [e for e in examples if e.label is not None]
+    scoring = CandidateScoring({e.response: e.response for e in labelled})
     own = [(e.prompt, e.response) for e in examples]
-    scored = [(e.prompt, c) for e in examples if e.label is not None for c in candidates]
-    nll = _sequence_nll(adapted, own + scored, batch_size, max_length)
+    # One pass over own rows and candidates: batch composition moves the NLLs in the 6th digit.
+    nll = _sequence_nll(
+        adapted, own + scoring.queries([e.prompt for e in labelled]), batch_size, max_length
+    )
     loss = sum(s for s, _ in nll[: len(own)]) / sum(c for _, c in nll[: len(own)])
     accuracy = None
-    if candidates:
-        labelled = [e for e in examples if e.label is not None]
-        per_example = [
-            nll[len(own) + i * len(candidates) :][: len(candidates)] for i in range(len(labelled))
-        ]
-        hits = sum(
-            candidates[min(range(len(candidates)), key=lambda k, row=row: row[k][0])] == e.response
-            for e, row in zip(labelled, per_example, strict=True)
-        )
-        accuracy = hits / len(labelled)
+    if labelled:
+        predicted = scoring.predictions([s for s, _ in nll[len(own) :]])
+        accuracy = hit_rate(predicted, [e.response for e in labelled])
     return EvalResult(loss=loss, accuracy=accuracy, n_examples=len(examples))
 
 

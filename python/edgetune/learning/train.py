@@ -6,8 +6,10 @@ Loss is on response tokens only. Prompt and response are tokenised separately an
 
 import time
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import torch
 from rich.progress import Progress
@@ -20,6 +22,7 @@ from edgetune.learning.errors import DataError
 from edgetune.learning.model import deterministic_torch
 
 IGNORE = -100
+Row = Any  # one encoded sample, in whatever form the model's collate function takes
 
 
 @dataclass
@@ -66,34 +69,72 @@ def train_update(
 ) -> TrainResult:
     """Train from `global_adapter` on `examples`; return the exchanged tensors (B only in "ffa").
 
-    Seeded batches, dropout and kernels: the same inputs on the same CPU give the same update.
+    Seeded (see `fit`): the same inputs on the same CPU give the same update.
     """
     if not examples:
         raise DataError("train_update needs at least one example")
-    adapted.set_adapter(global_adapter)
     rows = [
         encode_pair(adapted.tokenizer, e.prompt, e.response, config.max_length) for e in examples
     ]
-    params = [p for p in adapted.model.parameters() if p.requires_grad]
+    pad_id = adapted.tokenizer.pad_token_id
+    return train_adapter(adapted, global_adapter, rows, partial(collate, pad_id=pad_id), config)
+
+
+def train_adapter(
+    adapted: AdaptedModel,
+    global_adapter: Mapping[str, torch.Tensor],
+    rows: Sequence[Row],
+    collate_batch: Callable[[list[Row]], dict[str, torch.Tensor]],
+    config: TrainConfig,
+    weights: Sequence[float] | None = None,
+) -> TrainResult:
+    """One round of any adapted model from `global_adapter` on encoded `rows` (one per sample):
+    `fit` over its trainable parameters; returns the exchanged tensors (B only in "ffa")."""
+    adapted.set_adapter(global_adapter)
     start = time.perf_counter()
-    losses = []
+    losses = fit(
+        adapted.model, rows, collate_batch, trainable_parameters(adapted.model), config, weights
+    )
+    wall = time.perf_counter() - start
+    return TrainResult(adapted.get_adapter(trained_only=True), len(rows), wall, losses)
+
+
+def fit(
+    model: torch.nn.Module,
+    rows: Sequence[Row],
+    collate_batch: Callable[[list[Row]], dict[str, torch.Tensor]],
+    params: list[torch.nn.Parameter],
+    config: TrainConfig,
+    weights: Sequence[float] | None = None,
+) -> list[float]:
+    """The one training loop (text and vision, LoRA rounds and pre-training): seeded AdamW over
+    `params` for `config.steps` batches of `batch_order`, each made by `collate_batch` into the
+    model's keyword arguments (labels included); returns the per-step losses.
+
+    Seeded batches, dropout and kernels: the same inputs on the same CPU give the same losses.
+    """
+    losses: list[float] = []
     with deterministic_torch(config.seed, threads=config.threads):
-        order = batch_order(len(rows), config, torch.Generator().manual_seed(config.seed))
+        generator = torch.Generator().manual_seed(config.seed)
+        order = batch_order(len(rows), config, generator, weights)
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        adapted.model.train()
+        model.train()
         with Progress(disable=not config.progress, transient=True) as progress:
             task = progress.add_task("training", total=config.steps)
             for batch_ids in order:
-                batch = collate([rows[i] for i in batch_ids], adapted.tokenizer.pad_token_id)
-                loss = adapted.model(**batch).loss
+                loss = model(**collate_batch([rows[i] for i in batch_ids])).loss
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 losses.append(loss.item())
                 progress.update(task, advance=1, description=f"training loss {losses[-1]:.3f}")
-        adapted.model.eval()
-    wall = time.perf_counter() - start
-    return TrainResult(adapted.get_adapter(trained_only=True), len(examples), wall, losses)
+        model.eval()
+    return losses
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """What the optimiser updates: the parameters left trainable (LoRA's, or unfrozen modules)."""
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def batch_order(
