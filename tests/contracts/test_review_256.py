@@ -173,6 +173,23 @@ def test_two_parts_give_what_one_recomputation_of_all_34_updates_gives(rd):
         rd.owner.tally(rd.task_id, 1, rd.ballots, 2)
 
 
+def test_exactly_32_updates_are_one_part(rd):
+    h, owner, edges = rd.harness, rd.owner, rd.edges[:32]
+    task_id = h.create(POOL, max_edges=32, commit_blocks=40, reveal_blocks=40)
+    for index, edge in enumerate(edges):
+        edge.register(task_id, 40 * ETHER if index == 0 else ETHER)  # 40 of 71: turnout
+    owner.start(task_id)
+    h.updates(task_id, 1, edges)
+    h.scores(task_id, 1, {edges[0]: ballot([7] * 32)})
+    (only,) = h.revealed_ballots[(task_id, 1)]
+    event = tallied(owner, owner.tally(task_id, 1, [only], 0))
+    assert (event.validMask, event.includedMask, tuple(event.medians)) == (
+        2**32 - 1, 2**32 - 1, (7,) * 32,
+    )  # fmt: skip
+    with expect_revert("EdgeTuneWrongPhase", current=Phase.ATTEST_COMMIT, required=Phase.TALLY):
+        owner.tally(task_id, 1, [only], 1)
+
+
 def test_masks_outside_the_revealed_updates_are_refused_at_reveal(rd):
     """A ballot cannot carry a bit for update 34 or beyond into any part."""
     h, owner = rd.harness, rd.owner
@@ -265,6 +282,7 @@ def test_two_batches_pay_every_edge_once_whatever_happens_between_them(rd):
     edges[64].request_exit(task_id)  # in the batch still to come
 
     last = owner.finalize(task_id)
+    assert max(first["gasUsed"], last["gasUsed"]) < 15_000_000
     got = [(c.edge, RewardKind(c.kind), c.amount) for r in (first, last)
            for c in owner.receipt_events(r, "RewardCredited")]  # fmt: skip
     assert len({(e, k) for e, k, _ in got}) == len(got)  # nobody credited twice for one kind
