@@ -8,7 +8,7 @@ round and attacks one step: the ballots of a part, what anyone can do between tw
 calls, the settler called directly.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import rlp
@@ -352,6 +352,19 @@ def test_an_exit_requested_after_its_batch_settled_takes_effect_with_this_round(
         owner.finalize(task_id)
         assert owner.status(task_id).round == 2
         assert not owner.status(task_id, rd.address(0)).active
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="CIDs are unbounded: finalize copies the winner's into storage, ~760 gas a byte; a "
+    "24,000-byte CID takes the first finalize to 19.8M gas, and (extrapolated) one of ~37 KB, "
+    "still revealable in one block, past a 30M block: the round never settles, stakes stay locked",
+)
+def test_a_winning_cid_cannot_take_finalize_past_15m_gas(rd):
+    rd.tally()
+    long_cid = replace(AGGREGATE, aggregate_cid="b" * 24_000)
+    rd.harness.attest(rd.task_id, 1, {rd.edges[i]: long_cid for i in SCORERS})
+    assert rd.owner.finalize(rd.task_id)["gasUsed"] < 15_000_000
 
 
 # ---------------------------------------------------------------------- the settler alone
