@@ -13,8 +13,9 @@ import time
 from collections import Counter
 from dataclasses import replace
 
-from edgetune.casestudy.arms import SHORT_ANSWERS, CaseStudySettings, prepare_base
+from edgetune.casestudy.arms import SHORT_ANSWERS, prepare_base
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
+from edgetune.casestudy.settings import CaseStudySettings
 from edgetune.casestudy.xray import FINDINGS
 from edgetune.learning import TrainConfig, initial_global_adapter
 from edgetune.learning.vision.encode import VisionSample

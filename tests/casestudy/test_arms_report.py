@@ -9,10 +9,6 @@ import torch
 
 from edgetune.casestudy.arms import (
     SHORT_ANSWERS,
-    ArmResult,
-    CaseStudySettings,
-    CaseStudySettingsError,
-    DisplayCase,
     alone_arms,
     evaluate_arm,
     hospital_samples,
@@ -21,6 +17,15 @@ from edgetune.casestudy.arms import (
     rouge_l,
 )
 from edgetune.casestudy.report import FIGURES, REPORT_NAME, write_report
+from edgetune.casestudy.results import (
+    ETHER,
+    ArmResult,
+    CaseStudyResults,
+    DisplayCase,
+    HospitalRow,
+    Pool,
+)
+from edgetune.casestudy.settings import CaseStudySettings, CaseStudySettingsError
 from edgetune.casestudy.xray import FINDINGS
 from edgetune.learning import initial_global_adapter
 
@@ -137,36 +142,35 @@ def _arm(name: str, accuracy: float) -> ArmResult:
     )
 
 
-def _synthetic_results() -> dict:
+def _synthetic_results() -> CaseStudyResults:
     hospitals = [
-        {
-            "name": f"hospital-{i}",
-            "size": 10,
-            "class_counts": {f: 2 for f in FINDINGS},
-            "noisy": i == 2,
-            "noise_rate": 0.6 if i == 2 else 0.0,
-            "shapley_by_round": [0.1 * (3 - i), 0.05 if i < 2 else None],
-            "reward_eth": 0.01 * (3 - i),
-        }
+        HospitalRow(
+            name=f"hospital-{i}",
+            size=10,
+            class_counts={f: 2 for f in FINDINGS},
+            noise_rate=0.6 if i == 2 else 0.0,
+            shapley_by_round=[0.1 * (3 - i), 0.05 if i < 2 else None],
+            reward_wei=(3 - i) * ETHER // 100,
+        )
         for i in range(3)
     ]
     rng = np.random.default_rng(0)
-    return {
-        "settings": CaseStudySettings.quick_run(),
-        "base_model": "models/vlm-pre-x",
-        "base": _arm("base", 0.2),
-        "alone": [_arm(f"alone: hospital-{i}", 0.3 + 0.1 * i) for i in range(3)],
-        "pooled": _arm("pooled", 0.8),
-        "collaborative": _arm("collaborative", 0.7),
-        "by_round": [(1, 0.4), (2, 0.6), (3, 0.7)],
-        "hospitals": hospitals,
-        "pool": {"funded_eth": 3.0, "paid_eth": 0.06, "rejected_rounds": []},
-        "wall_times": {"base": 1.0, "alone": 2.0, "collaborative": 3.0},
-        "display": [
+    return CaseStudyResults(
+        settings=CaseStudySettings.quick_run(),
+        base_model="models/vlm-pre-x",
+        base=_arm("base", 0.2),
+        alone=[_arm(f"alone: hospital-{i}", 0.3 + 0.1 * i) for i in range(3)],
+        pooled=_arm("pooled", 0.8),
+        collaborative=_arm("collaborative", 0.7),
+        by_round=[(1, 0.4), (2, 0.6), (3, 0.7)],
+        hospitals=hospitals,
+        pool=Pool(funded_wei=3 * ETHER, paid_wei=6 * ETHER // 100, rejected_rounds=[]),
+        wall_times={"base": 1.0, "alone": 2.0, "collaborative": 3.0},
+        display=[
             DisplayCase(f, rng.uniform(size=(16, 16)), "What is it?", f"Diagnosis: {f}.")
             for f in FINDINGS
         ],
-    }
+    )
 
 
 def test_write_report_has_every_table_dialogue_and_figure(tmp_path: Path) -> None:
@@ -200,12 +204,10 @@ def test_write_report_has_every_table_dialogue_and_figure(tmp_path: Path) -> Non
 
 
 def test_write_report_without_collaborative_run_omits_its_parts(tmp_path: Path) -> None:
-    results = _synthetic_results()
-    for key in ("collaborative", "by_round"):
-        del results[key]
-    del results["wall_times"]["collaborative"]
-    for hospital in results["hospitals"]:
-        del hospital["reward_eth"], hospital["shapley_by_round"]
+    results = dataclasses.replace(_synthetic_results(), collaborative=None, by_round=[])
+    del results.wall_times["collaborative"]
+    for hospital in results.hospitals:
+        hospital.reward_wei, hospital.shapley_by_round = None, None
     text = write_report(results, tmp_path).read_text()
     assert "| collaborative |" not in text
     assert "## Collaborative accuracy by round" not in text
@@ -219,12 +221,12 @@ def test_verdict_says_so_when_collaboration_loses_or_the_noisy_hospital_earns_mo
     tmp_path: Path,
 ) -> None:
     results = _synthetic_results()
-    results["collaborative"] = _arm("collaborative", 0.5)  # hospital-2 alone has 0.5 too
-    results["hospitals"][2]["reward_eth"] = 0.5
+    results.collaborative = _arm("collaborative", 0.5)  # hospital-2 alone has 0.5 too
+    results.hospitals[2].reward_wei = ETHER // 2
     text = write_report(results, tmp_path).read_text()
     assert "(hospital-2) 0.500: the collaboration does not beat every hospital" in text
     assert "All data pooled centrally (the upper bound) reaches 0.800." in text
-    results["pooled"] = _arm("pooled", 0.45)
+    results.pooled = _arm("pooled", 0.45)
     text = write_report(results, tmp_path).read_text()
     assert "reaches 0.450, no better than hospital-2 alone" in text
     assert "The noisy-label hospital-2 does not earn the least: 0.500000 ETH" in text
@@ -232,9 +234,9 @@ def test_verdict_says_so_when_collaboration_loses_or_the_noisy_hospital_earns_mo
 
 def test_a_round_without_consensus_is_named_so_not_left_out(tmp_path: Path) -> None:
     results = _synthetic_results()
-    results["pool"]["rejected_rounds"] = [2]
-    for hospital in results["hospitals"]:
-        hospital["shapley_by_round"][1] = None  # no ContributionScored in a rejected round
+    results.pool = dataclasses.replace(results.pool, rejected_rounds=[2])
+    for hospital in results.hospitals:
+        hospital.shapley_by_round[1] = None  # no ContributionScored in a rejected round
     text = write_report(results, tmp_path).read_text()
     assert "| 0.100, no consensus | 0.100 |" in text  # hospital-2: round 2 had no consensus
     assert "| 0.300, no consensus | 0.300 |" in text

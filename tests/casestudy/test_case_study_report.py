@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from edgetune.casestudy.arms import CaseStudySettings
 from edgetune.casestudy.collaborative import run_case_study
+from edgetune.casestudy.results import ETHER, CaseStudyResults
+from edgetune.casestudy.settings import CaseStudySettings
 
 TOY = CaseStudySettings(
     quick=True,
@@ -26,7 +27,7 @@ TOY = CaseStudySettings(
 
 
 @pytest.fixture(scope="module")
-def case_study(tmp_path_factory) -> tuple[Path, dict]:
+def case_study(tmp_path_factory) -> tuple[Path, CaseStudyResults]:
     root = Path(tmp_path_factory.mktemp("case-study"))
     return run_case_study(TOY, root / "docs", root / "work", root / "models", log=lambda _: None)
 
@@ -34,14 +35,14 @@ def case_study(tmp_path_factory) -> tuple[Path, dict]:
 def test_report_has_all_four_arms_and_the_on_chain_rewards(case_study):
     report, results = case_study
     text = report.read_text()
-    for arm in ("base", "pooled", "collaborative", *(h["name"] for h in results["hospitals"])):
+    for arm in ("base", "pooled", "collaborative", *(h.name for h in results.hospitals)):
         assert arm in text
-    rewards = [h["reward_eth"] for h in results["hospitals"]]
-    assert all(f"{reward:.6f}" in text for reward in rewards)
+    rewards = [h.reward_wei for h in results.hospitals]
+    assert all(f"{reward / ETHER:.6f}" in text for reward in rewards)
     # Per-hospital credits (RewardCredited) add up to what the round paid (RoundFinalized).
-    assert 0 < sum(rewards) == pytest.approx(results["pool"]["paid_eth"])
-    assert results["pool"]["paid_eth"] <= results["pool"]["funded_eth"] == 3.0
-    assert f"paid {results['pool']['paid_eth']:.6f} ETH" in text
-    assert [r for r, _ in results["by_round"]] == [0, 1]
+    assert 0 < sum(rewards) == results.pool.paid_wei
+    assert results.pool.paid_wei <= results.pool.funded_wei == 3 * ETHER
+    assert f"paid {results.pool.paid_wei / ETHER:.6f} ETH" in text
+    assert [r for r, _ in results.by_round] == [0, 1]
     figures = list(report.parent.glob("*.png"))
     assert len(figures) == 4 and all(f.stat().st_size > 0 for f in figures)

@@ -10,9 +10,8 @@ the full dialogue is kept for display and for a second ROUGE-L.
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -20,8 +19,15 @@ import torch
 from edgetune.casestudy.dialogues import DIAGNOSIS_NAMES, diagnosis_of
 from edgetune.casestudy.hospitals import Hospital, Sample, balanced_test_set, make_hospitals
 from edgetune.casestudy.pretrain import xray_caption_pairs
+from edgetune.casestudy.results import (
+    ArmResult,
+    CaseStudyResults,
+    DisplayCase,
+    HospitalRow,
+    Tensors,
+)
+from edgetune.casestudy.settings import CaseStudySettings
 from edgetune.casestudy.xray import FINDINGS
-from edgetune.errors import EdgetuneError
 from edgetune.learning import (
     TrainConfig,
     class_balanced_weights,
@@ -31,7 +37,6 @@ from edgetune.learning import (
 from edgetune.learning.evaluate import hit_rate
 from edgetune.learning.vision.encode import VisionSample, encode_samples
 from edgetune.learning.vision.evaluate import (
-    TEXT_TOKENS,
     answer_nll,
     default_max_length,
     predict_candidates,
@@ -50,95 +55,6 @@ from edgetune.learning.vision.train import generate_answer, pretrain_base, train
 
 # What an edge is taught to answer, and the candidates accuracy is scored against.
 SHORT_ANSWERS: dict[str, str] = {f: f"Diagnosis: {DIAGNOSIS_NAMES[f]}." for f in FINDINGS}
-Tensors = dict[str, torch.Tensor]
-
-
-class CaseStudySettingsError(EdgetuneError):
-    """A case-study setting is out of range."""
-
-
-@dataclass(frozen=True)
-class CaseStudySettings:
-    """Everything that decides the case study's numbers; `quick()` and `full()` are the two
-    documented runs. Pre-training knobs are the owner's and name the cached base model."""
-
-    quick: bool
-    language_model: str = "tiny"  # or "smollm2", or a causal LM folder (see resolve_base_model)
-    image_size: int = 64
-    hospitals: int = 3
-    hospital_sizes: tuple[int, ...] = (160, 100, 100)
-    alpha: float = 0.5
-    noisy_hospital: int | None = 2
-    noise_rate: float = 0.6
-    test_per_class: int = 20
-    rounds: int = 5
-    steps_per_round: int = 30
-    lr: float = 1e-2
-    rank: int = 8
-    batch_size: int = 16
-    seed: int = 0
-    pretrain_pairs: int = 2000
-    pretrain_steps: int = 1200  # vision tower + projector, language model frozen
-    pretrain_tune_steps: int = 1200  # then everything, language model included
-    pretrain_seed: int = 12345
-    # The collaborative arm: each hospital's audit set, and how far below zero (in accuracy on
-    # it) an update's Shapley value may fall before validators leave it out. 0.1 is 4 of the
-    # 40 audit cases; at 0.05 (2 cases) validators' verdicts on marginal updates differed and
-    # the first round found no consensus.
-    validation_per_class: int = 8
-    harm_tolerance: float = 0.1
-    # What validators score updates by: diagnosis accuracy on the audit cases (the case
-    # study's choice, see VisionLearner), or answer loss, which toy-scale runs need: with a few
-    # audit cases and steps accuracy does not move, every Shapley value is 0, and v2 pays a
-    # zero median nothing.
-    utility: Literal["accuracy", "loss"] = "accuracy"
-
-    def __post_init__(self) -> None:
-        checks = {
-            "hospitals >= 1": self.hospitals >= 1,
-            "one positive size per hospital": len(self.hospital_sizes) == self.hospitals
-            and all(s >= 1 for s in self.hospital_sizes),
-            "alpha > 0": self.alpha > 0,
-            "noisy_hospital is a hospital index or None": self.noisy_hospital is None
-            or 0 <= self.noisy_hospital < self.hospitals,
-            "noise_rate in [0, 1]": 0 <= self.noise_rate <= 1,
-            "test_per_class >= 1": self.test_per_class >= 1,
-            "rounds >= 1 and steps_per_round >= 1": self.rounds >= 1 and self.steps_per_round >= 1,
-            "lr > 0": self.lr > 0,
-            "rank >= 1 and batch_size >= 1": self.rank >= 1 and self.batch_size >= 1,
-            "image_size a positive multiple of 8": self.image_size > 0 and self.image_size % 8 == 0,
-            "pretrain_pairs >= 1, pretrain_steps >= 1, pretrain_tune_steps >= 0": (
-                self.pretrain_pairs >= 1
-                and self.pretrain_steps >= 1
-                and self.pretrain_tune_steps >= 0
-            ),
-        }
-        failed = [name for name, ok in checks.items() if not ok]
-        if failed:
-            raise CaseStudySettingsError(f"case-study settings violate: {', '.join(failed)}")
-
-    @classmethod
-    def quick_run(cls) -> "CaseStudySettings":
-        """The quick run: all four arms in under 10 minutes on 2 CPU cores."""
-        return cls(quick=True)
-
-    @classmethod
-    def full_run(cls) -> "CaseStudySettings":
-        """The full run: more hospitals, data, test cases and rounds (takes longer)."""
-        return cls(
-            quick=False,
-            hospitals=4,
-            hospital_sizes=(400, 250, 150, 150),
-            noisy_hospital=3,
-            test_per_class=50,
-            rounds=10,
-            steps_per_round=40,
-        )
-
-    @property
-    def max_length(self) -> int:
-        """Token budget per sample: every image token plus room for question and answer."""
-        return VisionRecipe(image_size=self.image_size).image_tokens + TEXT_TOKENS
 
 
 @dataclass
@@ -156,28 +72,6 @@ class Cases:
         """Sampling weights that show each *labelled* finding equally often: a hospital knows
         its labels, not the truth (see `class_balanced_weights`)."""
         return class_balanced_weights([s.answer for s in self.samples])
-
-
-@dataclass
-class ArmResult:
-    """One arm on the balanced test set.
-
-    `accuracy`/`per_finding`: candidate-scored (the lowest-NLL "Diagnosis: X." wins);
-    `generated_accuracy`: the diagnosis `diagnosis_of` reads from the greedy answer;
-    `loss`: mean NLL per reference answer token; `rouge_l`: F1 of greedy answers against the
-    short reference they were taught, `rouge_l_dialogue` against the full reference dialogue;
-    `dialogues`: finding -> greedy answer for that finding's display case."""
-
-    name: str
-    accuracy: float
-    per_finding: dict[str, float]
-    generated_accuracy: float
-    loss: float
-    rouge_l: float
-    rouge_l_dialogue: float
-    dialogues: dict[str, str]
-    wall_s: float = 0.0
-    adapter: Tensors | None = field(default=None, repr=False)
 
 
 def prepare_base(settings: CaseStudySettings, cache_dir: Path | None = None) -> Path:
@@ -398,16 +292,15 @@ def pooled_arm(
     return result
 
 
-def hospital_rows(hospitals: list[Cases]) -> list[dict[str, object]]:
+def hospital_rows(hospitals: list[Cases]) -> list[HospitalRow]:
     """Report rows for each hospital's data (the collaborative arm adds Shapley and reward)."""
     return [
-        {
-            "name": h.name,
-            "size": len(h.samples),
-            "class_counts": {f: sum(s.label == f for s in h.samples) for f in FINDINGS},
-            "noisy": h.noise_rate > 0,
-            "noise_rate": h.noise_rate,
-        }
+        HospitalRow(
+            name=h.name,
+            size=len(h.samples),
+            class_counts={f: sum(s.label == f for s in h.samples) for f in FINDINGS},
+            noise_rate=h.noise_rate,
+        )
         for h in hospitals
     ]
 
@@ -435,33 +328,29 @@ def run_local_arms(
     settings: CaseStudySettings,
     cache_dir: Path | None = None,
     prepared: PreparedArms | None = None,
-) -> dict:
-    """Base, alone and pooled arms plus what the report needs besides the collaborative arm;
-    returns a partial `results` dict (schema in `edgetune.casestudy.report`)."""
+) -> CaseStudyResults:
+    """Base, alone and pooled arms plus what the report needs besides the collaborative arm."""
     prepared = prepared or prepare_arms(settings, cache_dir)
     adapted, hospitals, test = prepared.adapted, prepared.hospitals, prepared.test
-    walls = {"prepare": prepared.wall_s}
-    results: dict = {"settings": settings, "base_model": str(prepared.base_dir)}
-    results["base"] = base_arm(adapted, test)
-    results["alone"] = alone_arms(adapted, hospitals, test, settings)
-    results["pooled"] = pooled_arm(adapted, hospitals, test, settings)
-    walls["base"] = results["base"].wall_s
-    walls["alone"] = sum(r.wall_s for r in results["alone"])
-    walls["pooled"] = results["pooled"].wall_s
-    results["wall_times"] = walls
-    results["hospitals"] = hospital_rows(hospitals)
-    results["display"] = display_cases(test)
-    return results
-
-
-@dataclass(frozen=True)
-class DisplayCase:
-    """A test image shown in the report with its question and reference dialogue answer."""
-
-    finding: str
-    image: np.ndarray
-    question: str
-    reference: str
+    base = base_arm(adapted, test)
+    alone = alone_arms(adapted, hospitals, test, settings)
+    pooled = pooled_arm(adapted, hospitals, test, settings)
+    walls = {
+        "prepare": prepared.wall_s,
+        "base": base.wall_s,
+        "alone": sum(r.wall_s for r in alone),
+        "pooled": pooled.wall_s,
+    }
+    return CaseStudyResults(
+        settings=settings,
+        base_model=str(prepared.base_dir),
+        base=base,
+        alone=alone,
+        pooled=pooled,
+        hospitals=hospital_rows(hospitals),
+        display=display_cases(test),
+        wall_times=walls,
+    )
 
 
 def display_cases(test: Cases) -> list[DisplayCase]:

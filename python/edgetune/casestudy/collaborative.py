@@ -16,7 +16,6 @@ from edgetune.agent.plan import EdgeSpec, FederationPlan, ModelSpec
 from edgetune.agent.settings import AgentSettings
 from edgetune.casestudy.arms import (
     SHORT_ANSWERS,
-    CaseStudySettings,
     evaluate_arm,
     prepare_arms,
     run_local_arms,
@@ -24,6 +23,8 @@ from edgetune.casestudy.arms import (
 )
 from edgetune.casestudy.hospitals import balanced_test_set
 from edgetune.casestudy.report import write_report
+from edgetune.casestudy.results import ETHER, CaseStudyResults, HospitalRow, Pool
+from edgetune.casestudy.settings import CaseStudySettings
 from edgetune.chain.connect import connect
 from edgetune.chain.history import load_history
 from edgetune.chain.types import SCORE_SCALE, TaskConfig
@@ -31,8 +32,6 @@ from edgetune.learning import AdapterSpec, TrainConfig
 from edgetune.learning.vision.encode import VisionSample
 from edgetune.learning.vision.evaluate import evaluate_vlm
 from edgetune.learning.vision.model import VisionAdaptedModel
-
-ETHER = 10**18
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def run_case_study(
     workdir: Path,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
-) -> tuple[Path, dict]:
+) -> tuple[Path, CaseStudyResults]:
     """All four arms on one balanced test set, then the report (`out_dir/case-study.md`);
     returns the report's path and the results it was written from."""
     prepared = prepare_arms(settings, cache_dir)
@@ -174,16 +173,16 @@ def run_case_study(
     collaboration = run_collaborative(plan, hospital_data, test.samples, SHORT_ANSWERS, log)
     task_id = collaboration.task.task_id
     final = collaboration.agents[0].fetch_global(collaboration.owner.status(task_id))
-    results["collaborative"] = evaluate_arm(adapted, test, final, "collaborative")
-    results["by_round"] = [
+    results.collaborative = evaluate_arm(adapted, test, final, "collaborative")
+    results.by_round = [
         (r, accuracy) for r, (_, accuracy) in sorted(collaboration.test_metrics.items())
     ]
-    results["pool"] = _add_rewards(results["hospitals"], collaboration)
-    results["wall_times"]["collaborative"] = time.perf_counter() - started
+    results.pool = _add_rewards(results.hospitals, collaboration)
+    results.wall_times["collaborative"] = time.perf_counter() - started
     return write_report(results, out_dir), results
 
 
-def _add_rewards(rows: list[dict], collaboration: FederationResult) -> dict:
+def _add_rewards(rows: list[HospitalRow], collaboration: FederationResult) -> Pool:
     """Each hospital's median Shapley score by round (None: its update was left out, or the
     round found no consensus) and on-chain reward, from events; returns what the pool held,
     what the contract paid and which rounds found no consensus."""
@@ -193,10 +192,10 @@ def _add_rewards(rows: list[dict], collaboration: FederationResult) -> dict:
     records = {record.address: record for record in history.edges}
     for row, agent in zip(rows, collaboration.agents, strict=True):
         record = records[agent.address]
-        row["shapley_by_round"] = [record.scores.get(r.round) for r in history.rounds]
-        row["reward_eth"] = record.earned / ETHER
-    return {
-        "funded_eth": history.funded / ETHER,
-        "paid_eth": sum(r.paid for r in history.rounds) / ETHER,
-        "rejected_rounds": [r.round for r in history.rounds if not r.accepted],
-    }
+        row.shapley_by_round = [record.scores.get(r.round) for r in history.rounds]
+        row.reward_wei = record.earned
+    return Pool(
+        funded_wei=history.funded,
+        paid_wei=sum(r.paid for r in history.rounds),
+        rejected_rounds=[r.round for r in history.rounds if not r.accepted],
+    )

@@ -282,8 +282,8 @@ def case_study_command(
     collaboration, pooled), with on-chain rewards; writes the report and figures."""
     from dataclasses import replace
 
-    from edgetune.casestudy.arms import CaseStudySettings
     from edgetune.casestudy.collaborative import run_case_study
+    from edgetune.casestudy.settings import CaseStudySettings
 
     settings = CaseStudySettings.full_run() if full else CaseStudySettings.quick_run()
     settings = replace(settings, language_model=language_model)
