@@ -9,6 +9,9 @@ Typical edge flow:
     others = adapter_from_bytes(fetched, adapted.shapes(trained_only=True))
     new_global = aggregate(global0, updates_in_reveal_order)
     metric = evaluate(adapted, my_validation, new_global).metric
+
+`edgetune.learning.vision` is the same for a LLaVA-style vision-language model, on the same
+training loop (`train.fit`) and candidate scorer (`evaluate.CandidateScoring`).
 """
 
 from edgetune.learning.adapter import (
