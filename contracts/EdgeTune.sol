@@ -67,6 +67,7 @@ contract EdgeTune is TaskRegistry {
         external
     {
         Round storage rd = _roundForAction(taskId, round, Phase.UpdateReveal);
+        _checkCid(cid);
         bytes32 payload = keccak256(abi.encode(updateHash, cid));
         Duty storage duty = _checkReveal(taskId, round, Phase.UpdateCommit, payload, salt);
         if (_revealedHashes[taskId][round][updateHash]) revert EdgeTuneDuplicateUpdate(taskId, round, updateHash);
@@ -211,6 +212,7 @@ contract EdgeTune is TaskRegistry {
         bytes32 salt
     ) external {
         Round storage rd = _roundForAction(taskId, round, Phase.AttestReveal);
+        _checkCid(aggregateCid);
         bytes32 payload = keccak256(abi.encode(aggregateHash, aggregateCid, approve));
         _checkReveal(taskId, round, Phase.AttestCommit, payload, salt);
         bytes32 key = keccak256(abi.encode(aggregateHash, aggregateCid));
@@ -314,6 +316,10 @@ contract EdgeTune is TaskRegistry {
         returns (bytes32)
     {
         return keccak256(abi.encode(previous, scorer, validMask, copyMask, keccak256(scores)));
+    }
+
+    function _checkCid(string calldata cid) private pure {
+        if (bytes(cid).length > MAX_CID_BYTES) revert EdgeTuneCidTooLong(bytes(cid).length, MAX_CID_BYTES);
     }
 
     function _min(uint256 a, uint256 b) private pure returns (uint256) {

@@ -15,6 +15,9 @@ abstract contract EdgeTuneState is IEdgeTune {
     /// @notice Largest task: the 256-bit update masks. The keeper work whose gas grows with the
     /// edges ({EdgeTune.tally}, {EdgeTune.finalize}) is cut into bounded calls.
     uint16 public constant MAX_EDGES = 256;
+    /// @notice Longest CID accepted (a CIDv1 of a SHA-256 digest in base32 is 59 bytes): the
+    /// winning CID is copied into storage by {EdgeTune.finalize}, so its length bounds that call.
+    uint256 public constant MAX_CID_BYTES = 128;
     uint16 internal constant _BPS = 10_000;
 
     struct Task {

@@ -6,6 +6,7 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {EdgeTuneState} from "./EdgeTuneState.sol";
 import {RoundClock} from "./libraries/RoundClock.sol";
+import {ScoreTally} from "./libraries/ScoreTally.sol";
 
 /// @title TaskRegistry
 /// @notice Tasks, edges and money: creating and funding a task, an optional registration
@@ -91,7 +92,8 @@ abstract contract TaskRegistry is EdgeTuneState, ReentrancyGuard {
 
     /// @notice Leaves a task. During registration the edge's slot is freed and its stake credited
     /// at once; later it keeps its duties for the current round and is deactivated when that
-    /// round is finalized, after which {releaseStake} returns what is left of its stake.
+    /// round is finalized (at once if the round is being finalized in batches and its batch has
+    /// run), after which {releaseStake} returns what is left of its stake.
     /// @dev Requirements: an active, not already exiting edge of a running task.
     /// Emits {EdgeLeft} during registration, {ExitRequested} after.
     function requestExit(uint256 taskId) external {
@@ -103,6 +105,10 @@ abstract contract TaskRegistry is EdgeTuneState, ReentrancyGuard {
         } else {
             edge.exiting = true;
             emit ExitRequested(taskId, msg.sender, task.round);
+            // Between two finalize calls: an edge whose batch is settled has no duty left this
+            // round, so it leaves with it, as the batch would have let it, not a round later.
+            Settlement storage settling = _rounds[taskId][task.round].settlement;
+            if (settling.started && edge.index < settling.settledEdges) _deactivate(taskId, msg.sender);
         }
     }
 
@@ -212,7 +218,8 @@ abstract contract TaskRegistry is EdgeTuneState, ReentrancyGuard {
     // ---------------------------------------------------------------- internals
 
     /// @dev Names the bad field and its value. Requirements: a non-zero pool of at least one wei
-    /// per round, every phase at least one block, 1 <= maxEdges <= MAX_EDGES, quorum above half
+    /// per round, every phase at least one block and the tally one per part of a full round,
+    /// 1 <= maxEdges <= MAX_EDGES, the initial global's CID at most MAX_CID_BYTES, quorum above half
     /// (two candidates can never both reach it), bps at most 100%, slashes at most minStake.
     function _validateConfig(TaskConfig calldata c) private view {
         if (c.rounds == 0) revert EdgeTuneInvalidConfig("rounds", c.rounds);
@@ -227,6 +234,13 @@ abstract contract TaskRegistry is EdgeTuneState, ReentrancyGuard {
         ];
         for (uint256 s = 0; s < len.length; ++s) {
             if (len[s] == 0) revert EdgeTuneInvalidConfig("phaseBlocks", s);
+        }
+        // Agents send the tally parts one after another, so one a block at best: a shorter
+        // window would reject every round of more than 32 updates.
+        uint256 parts = (uint256(c.maxEdges) + ScoreTally.COLUMNS - 1) / ScoreTally.COLUMNS;
+        if (c.tallyBlocks < parts) revert EdgeTuneInvalidConfig("tallyBlocks", c.tallyBlocks);
+        if (bytes(c.initialGlobalCid).length > MAX_CID_BYTES) {
+            revert EdgeTuneInvalidConfig("initialGlobalCid", bytes(c.initialGlobalCid).length);
         }
         if (c.minStake == 0) revert EdgeTuneInvalidConfig("minStake", 0);
         if (c.slashAbsent > c.minStake) revert EdgeTuneInvalidConfig("slashAbsent", c.slashAbsent);

@@ -43,6 +43,10 @@ def test_create_task_stores_config_and_funds(harness, owner, w3):
         ({"scoreCommitBlocks": 0}, ETHER, "phaseBlocks", 2),
         ({"scoreRevealBlocks": 0}, ETHER, "phaseBlocks", 3),
         ({"tallyBlocks": 0}, ETHER, "phaseBlocks", 4),
+        # one block per tally part of a full round: 33 edges take 2 parts, 256 take 8
+        ({"maxEdges": 33, "tallyBlocks": 1}, ETHER, "tallyBlocks", 1),
+        ({"maxEdges": 256, "tallyBlocks": 7}, ETHER, "tallyBlocks", 7),
+        ({"initialGlobalCid": "b" * 129}, ETHER, "initialGlobalCid", 129),
         ({"attestCommitBlocks": 0}, ETHER, "phaseBlocks", 5),
         ({"attestRevealBlocks": 0}, ETHER, "phaseBlocks", 6),
         ({"minStake": 0, "slashAbsent": 0, "slashNonReveal": 0, "slashInvalid": 0}, ETHER,
@@ -60,7 +64,8 @@ def test_create_task_names_the_bad_field_and_its_value(harness, owner, fields, p
 
 def test_largest_valid_config_is_accepted(harness, owner):
     """The bounds themselves are allowed: 256 edges, 100% quorum, turnout and validator share,
-    slashes equal to the minimum stake, one block per phase, one wei per round."""
+    slashes equal to the minimum stake, one block per phase (per part for the tally), a
+    128-byte CID, one wei per round."""
     ones = {
         f"{name}Blocks": 1
         for name in ("commit", "reveal", "scoreCommit", "scoreReveal", "tally", "attestCommit",
@@ -69,7 +74,7 @@ def test_largest_valid_config_is_accepted(harness, owner):
     harness.create_raw(
         3, rounds=3, maxEdges=256, quorumBps=10_000, minTurnoutBps=10_000,
         validatorShareBps=10_000, slashAbsent=ETHER, slashNonReveal=ETHER, slashInvalid=ETHER,
-        **ones,
+        initialGlobalCid="b" * 128, **{**ones, "tallyBlocks": 8},
     )  # fmt: skip
     assert owner.task_funds(1).reward_per_round == 1
 
@@ -81,6 +86,10 @@ def test_client_refuses_what_the_contract_would_refuse():
         replace(BASE_CONFIG, rounds=0)
     with pytest.raises(InvalidTaskConfig, match="slash_invalid"):
         replace(BASE_CONFIG, slash_invalid=BASE_CONFIG.min_stake + 1)
+    with pytest.raises(InvalidTaskConfig, match="tally_blocks must be at least 8 .* got 7"):
+        replace(BASE_CONFIG, max_edges=256, tally_blocks=7)
+    with pytest.raises(InvalidTaskConfig, match="initial_global_cid is longer than 128 bytes"):
+        replace(BASE_CONFIG, initial_global_cid="b" * 129)
 
 
 def test_register_records_stake_and_rejects_duplicates_and_low_stake(harness, owner):

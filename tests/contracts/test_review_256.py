@@ -18,7 +18,6 @@ from edgetune.chain.client import EdgeTuneClient
 from edgetune.chain.compiler import load_artifact
 from edgetune.chain.connect import send
 from edgetune.chain.errors import TransactionReverted
-from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import Phase, RewardKind, ScoreBallot, SlashReason
 
 from .rounds import (
@@ -224,14 +223,7 @@ def test_a_tally_left_half_done_decides_nothing(rd):
     rd.conserved()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="createTask accepts tallyBlocks smaller than the number of tally parts maxEdges can "
-    "need (one part per block at best), so a full round can never be tallied and is rejected",
-)
-def test_a_tally_window_too_short_for_its_parts_is_refused(rd):
-    with expect_revert("EdgeTuneInvalidConfig"):
-        rd.harness.create(POOL, max_edges=256, tally_blocks=1)
+# (A tally window shorter than a full round's parts is refused at createTask: test_lifecycle.)
 
 
 # ---------------------------------------------------------------------- settlement batches
@@ -335,36 +327,45 @@ def test_64_edges_settle_in_one_call_65_in_two(rd):
         assert (funds.pool, funds.carry) == (POOL, BUDGET)  # a rejected round carries it all
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="requestExit between two finalize calls, by an edge its batch already settled, is "
-    "accepted but only takes effect at the end of the NEXT round (docs: the current round's), "
-    "so the edge keeps round r+1's duties and is slashed Absent there if it leaves",
-)
 def test_an_exit_requested_after_its_batch_settled_takes_effect_with_this_round(rd):
-    owner, task_id = rd.owner, rd.quiet[65]
+    """Batch 1 has settled edge 0; its exit would wait a whole round (and its duties there)
+    if it were left for a batch: it is deactivated at once, stake releasable, round 2 without it."""
+    owner, task_id, edge = rd.owner, rd.quiet[65], rd.edges[0]
     owner.finalize(task_id)
-    try:
-        rd.edges[0].request_exit(task_id)
-    except ContractRevert:
-        pass  # refusing it until the round is settled would be a fix too
-    else:
-        owner.finalize(task_id)
-        assert owner.status(task_id).round == 2
-        assert not owner.status(task_id, rd.address(0)).active
+    active = owner.task_funds(task_id).active_stake
+    (event,) = owner.receipt_events(edge.request_exit(task_id), "ExitRequested")
+    assert (event.edge, event.round) == (rd.address(0), 1)
+    assert not owner.status(task_id, rd.address(0)).active
+    assert owner.task_funds(task_id).active_stake == active - ETHER
+    owner.finalize(task_id)
+    assert owner.status(task_id).round == 2
+    assert owner.task_funds(task_id).active_stake == active - ETHER
+    (released,) = owner.receipt_events(edge.release_stake(task_id), "StakeReleased")
+    assert released.amount == ETHER  # absence costs nothing in the quiet task
+    rd.conserved()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CIDs are unbounded: finalize copies the winner's into storage, ~760 gas a byte; a "
-    "24,000-byte CID takes the first finalize to 19.8M gas, and (extrapolated) one of ~37 KB, "
-    "still revealable in one block, past a 30M block: the round never settles, stakes stay locked",
-)
-def test_a_winning_cid_cannot_take_finalize_past_15m_gas(rd):
+def test_a_cid_longer_than_the_bound_is_refused_at_reveal(rd):
+    """finalize copies the winning CID into storage (about 760 gas a byte: 24,000 bytes took it
+    to 19.8M gas), so a reveal's CID is bounded before it can win."""
+    harness, task_id, stage = rd.harness, rd.task_id, Phase.ATTEST_COMMIT
     rd.tally()
-    long_cid = replace(AGGREGATE, aggregate_cid="b" * 24_000)
-    rd.harness.attest(rd.task_id, 1, {rd.edges[i]: long_cid for i in SCORERS})
-    assert rd.owner.finalize(rd.task_id)["gasUsed"] < 15_000_000
+    long_cid = replace(AGGREGATE, aggregate_cid="b" * 129)
+    bounded = replace(AGGREGATE, aggregate_cid="b" * 128)
+    values = {rd.edges[0]: long_cid, rd.edges[1]: bounded, rd.edges[64]: bounded}
+    for edge, value in values.items():
+        harness.commit(task_id, 1, stage, edge, value)
+    harness.mine_until_phase(task_id, Phase.ATTEST_REVEAL)
+    with expect_revert("EdgeTuneCidTooLong", length=129, maxLength=128):
+        harness.reveal(task_id, 1, stage, rd.edges[0])
+    for edge in (rd.edges[1], rd.edges[64]):
+        harness.reveal(task_id, 1, stage, edge)
+    harness.mine_past(task_id, Phase.ATTEST_REVEAL)
+    rd.owner.finalize(task_id)  # the first of two batches
+    event = finalized(rd.owner, rd.owner.finalize(task_id))
+    # The 128-byte CID is a candidate like any other (the round then misses its turnout: the
+    # refused revealer held a third of the scorers' stake).
+    assert event.approvingStake == event.attestStake == 2 * SCORER_STAKE
 
 
 # ---------------------------------------------------------------------- the settler alone

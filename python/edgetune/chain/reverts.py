@@ -133,6 +133,10 @@ class EdgeTuneWrongTallyPart(ContractRevert):
     """`tally` was sent for a part other than the next one: another keeper sent it first."""
 
 
+class EdgeTuneCidTooLong(ContractRevert):
+    """A revealed CID is longer than the contract's MAX_CID_BYTES (it would weigh on finalize)."""
+
+
 class EdgeTuneStakeLocked(ContractRevert):
     """The stake stays locked while the edge is active in a running task."""
 

@@ -100,6 +100,13 @@ class TaskConfig:
         for name in ("slash_absent", "slash_non_reveal", "slash_invalid"):
             if getattr(self, name) > self.min_stake:
                 raise InvalidTaskConfig(f"{name} must not exceed min_stake")
+        if self.tally_blocks < tally_parts(self.max_edges):
+            raise InvalidTaskConfig(
+                f"tally_blocks must be at least {tally_parts(self.max_edges)} (one block per "
+                f"tally part of {self.max_edges} edges), got {self.tally_blocks}"
+            )
+        if len(self.initial_global_cid.encode()) > MAX_CID_BYTES:
+            raise InvalidTaskConfig(f"initial_global_cid is longer than {MAX_CID_BYTES} bytes")
 
     def as_tuple(self) -> tuple:
         """The ABI tuple `createTask` takes (field order matches the Solidity struct)."""
@@ -109,6 +116,8 @@ class TaskConfig:
     def from_tuple(cls, values: tuple) -> "TaskConfig":
         return cls(*values)
 
+
+MAX_CID_BYTES = 128  # the contract's MAX_CID_BYTES: longest CID a reveal or a task may carry
 
 # Updates per `tally` call (ScoreTally.COLUMNS): a round of n updates is tallied in
 # tally_parts(n) calls, part k covering updates 32k .. 32k + 31.
