@@ -24,14 +24,19 @@ library WeightedMedian {
     /// @dev Reorders `packed` in place. Requirements: entries made by {pack}.
     ///
     /// Weighted quickselect: each pass three-way partitions the candidate range [lo, hi) around
-    /// the median of three keys (first, middle, last, so sorted, reversed and constant inputs all
-    /// stay linear) into [lo, lower) below the pivot, [lower, upper) equal to it and
+    /// the median of three keys into [lo, lower) below the pivot, [lower, upper) equal to it and
     /// [upper, hi) above, with the weights of the first two parts. If the weight below the
     /// range plus the part below the pivot already reaches half the total, the answer lies
     /// below; if adding the equal part reaches it, the pivot is the answer; otherwise it lies
     /// above. `2 * x >= total` is `x >= total / 2` without losing the odd wei; the invariant
     /// 2 * below < total keeps the answer inside [lo, hi), and every pass either returns or
     /// strictly shrinks the range (the pivot's own entries leave it), so it terminates.
+    ///
+    /// The three keys sit at positions drawn from a hash of the input, rehashed every pass. A
+    /// fixed rule (first, middle, last) is quadratic on input built against it (McIlroy's
+    /// adversary: 5.1x the gas at 256 entries, enough to push a tally part past 15M); here the
+    /// pivots depend on the very values such an input would have to choose, so only chance
+    /// makes a pass bad. The answer never depends on the pivots, only the gas does.
     ///
     /// In assembly because it is the hot loop of {ScoreTally.tally} (64 medians of 64 entries
     /// at MAX_EDGES: 8.4M gas in Solidity, a third of that here). It walks word pointers inside
@@ -49,10 +54,14 @@ library WeightedMedian {
                 total := add(total, and(mload(at), mask))
             }
             let below := 0 // weight of the entries known to order before the range
+            let seed := keccak256(lo, sub(hi, lo))
             for {} total {} {
-                let x := shr(128, mload(lo))
-                let y := shr(128, mload(add(lo, shl(5, shr(1, shr(5, sub(hi, lo))))))) // middle
-                let z := shr(128, mload(sub(hi, 0x20)))
+                let n := shr(5, sub(hi, lo))
+                let x := shr(128, mload(add(lo, shl(5, mod(seed, n)))))
+                let y := shr(128, mload(add(lo, shl(5, mod(shr(85, seed), n)))))
+                let z := shr(128, mload(add(lo, shl(5, mod(shr(170, seed), n)))))
+                mstore(0x00, seed) // scratch space
+                seed := keccak256(0x00, 0x20)
                 if gt(x, y) {
                     let t := x
                     x := y
