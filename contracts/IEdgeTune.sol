@@ -119,6 +119,7 @@ interface IEdgeTune {
     /// @notice {tally} was sent for a part other than the next one (another keeper was first).
     error EdgeTuneWrongTallyPart(uint256 taskId, uint16 round, uint8 given, uint8 expected);
     error EdgeTuneCidTooLong(uint256 length, uint256 maxLength);
+    error EdgeTuneNotDelegated(address settler);
     error EdgeTuneStakeLocked(uint256 taskId, address edge);
     error EdgeTuneNothingToWithdraw(address account);
     error EdgeTuneNothingToRefund(uint256 taskId);

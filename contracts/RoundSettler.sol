@@ -10,15 +10,21 @@ import {EdgeTuneState} from "./EdgeTuneState.sol";
 /// the next round or finishes the task, up to 64 edges per call.
 /// @dev A separate contract only because EdgeTune with it inside passes the 24,576-byte
 /// runtime limit (EIP-170); EdgeTune creates it in its constructor, so its code is fixed with
-/// EdgeTune's. Called directly, it sees its own empty storage, where every task is unknown.
+/// EdgeTune's. Called directly it refuses, so no round's event ever comes from its address.
 contract RoundSettler is EdgeTuneState {
     using SafeCast for uint256;
 
     /// @dev Edges settled per call: keeps a call near 4M gas (see docs/protocol.md, Gas).
     uint256 private constant _SETTLE_BATCH = 64;
 
+    /// @dev This contract's own address, kept in its code: under delegatecall `address(this)`
+    /// is EdgeTune's (OpenZeppelin's UUPSUpgradeable tells proxy calls apart the same way).
+    address private immutable _self = address(this);
+
     /// @notice See {EdgeTune.finalize}; its caller has checked the phase.
+    /// @dev Requirements: run by delegatecall (EdgeTuneNotDelegated otherwise).
     function finalize(uint256 taskId) external {
+        if (address(this) == _self) revert EdgeTuneNotDelegated(_self);
         Task storage task = _tasks[taskId];
         uint16 round = task.round;
         Round storage rd = _rounds[taskId][round];

@@ -137,6 +137,10 @@ class EdgeTuneCidTooLong(ContractRevert):
     """A revealed CID is longer than the contract's MAX_CID_BYTES (it would weigh on finalize)."""
 
 
+class EdgeTuneNotDelegated(ContractRevert):
+    """RoundSettler was called directly; only EdgeTune's finalize runs it (by delegatecall)."""
+
+
 class EdgeTuneStakeLocked(ContractRevert):
     """The stake stays locked while the edge is active in a running task."""
 
