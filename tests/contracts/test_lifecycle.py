@@ -86,7 +86,7 @@ def test_client_refuses_what_the_contract_would_refuse():
         replace(BASE_CONFIG, rounds=0)
     with pytest.raises(InvalidTaskConfig, match="slash_invalid"):
         replace(BASE_CONFIG, slash_invalid=BASE_CONFIG.min_stake + 1)
-    with pytest.raises(InvalidTaskConfig, match="tally_blocks must be at least 8 .* got 7"):
+    with pytest.raises(InvalidTaskConfig, match=r"tally_blocks must be at least 8 .* got 7"):
         replace(BASE_CONFIG, max_edges=256, tally_blocks=7)
     with pytest.raises(InvalidTaskConfig, match="initial_global_cid is longer than 128 bytes"):
         replace(BASE_CONFIG, initial_global_cid="b" * 129)
