@@ -138,6 +138,7 @@ def _arm(name: str, accuracy: float) -> ArmResult:
         loss=1.0 - accuracy,
         rouge_l=accuracy,
         rouge_l_dialogue=accuracy / 2,
+        complete_answers=accuracy / 4,
         dialogues={f: f"Diagnosis: {f} | {name}." for f in FINDINGS},
     )
 
@@ -188,6 +189,8 @@ def test_write_report_has_every_table_dialogue_and_figure(tmp_path: Path) -> Non
     ):
         assert heading in text
     assert "| collaborative | 0.700 |" in text
+    assert text.count("| complete answers |") == 1
+    assert "| 0.700 | 0.350 | 18% |" in text  # collaborative: ROUGE-L (dialogue), complete
     assert "| 3 | 0.700 |" in text  # by-round row
     assert "0.030000" in text  # hospital-0's reward
     assert "yes (60%)" in text

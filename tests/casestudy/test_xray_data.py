@@ -8,7 +8,15 @@ import pytest
 from PIL import Image
 
 from edgetune.casestudy import xray as xray_module
-from edgetune.casestudy.dialogues import _NEXT_STEPS, _SIGNS, QUESTIONS, diagnosis_of, make_dialogue
+from edgetune.casestudy.dialogues import (
+    _NEXT_STEPS,
+    _SIGNS,
+    QUESTIONS,
+    AnswerParts,
+    answer_parts,
+    diagnosis_of,
+    make_dialogue,
+)
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
 from edgetune.casestudy.pretrain import xray_caption_pairs
 from edgetune.casestudy.xray import (
@@ -231,6 +239,28 @@ def test_diagnosis_of_ignores_unrelated_text_and_prefers_the_diagnosis_clause() 
         diagnosis_of("Diagnosis: pneumothorax. Earlier films showed pneumonia.") == "pneumothorax"
     )
     assert diagnosis_of("I think this is a pleural effusion on the left") == "effusion"
+
+
+def test_every_reference_dialogue_is_complete_and_a_bare_label_is_not() -> None:
+    rng = np.random.default_rng(3)
+    for finding in FINDINGS:
+        for side in ("left", "right") if finding in LATERAL_FINDINGS else (None,):
+            for ctr in (None, 0.48, 0.613):
+                answer = make_dialogue(finding, rng, side=side, ctr=ctr).answer
+                assert answer_parts(answer) == AnswerParts(finding, True, True), answer
+    assert answer_parts("Diagnosis: pneumonia.") == AnswerParts("pneumonia", False, False)
+    assert not answer_parts("The weather is lovely today.").complete
+
+
+def test_an_answer_whose_sign_or_step_belongs_to_another_diagnosis_is_not_complete() -> None:
+    rng = np.random.default_rng(4)
+    pneumonia = make_dialogue("pneumonia", rng, side="left").answer
+    effusion_step = _NEXT_STEPS["effusion"][0]
+    sign = pneumonia.split(". ", 1)[1].rsplit(". ", 1)[0] + "."  # the pneumonia sign alone
+    mixed = f"Diagnosis: pneumonia. {sign} {effusion_step}"
+    assert answer_parts(mixed) == AnswerParts("pneumonia", True, False)
+    wrong_sign = f"Diagnosis: cardiomegaly. {sign} {_NEXT_STEPS['cardiomegaly'][0]}"
+    assert answer_parts(wrong_sign) == AnswerParts("cardiomegaly", False, True)
 
 
 def test_dialogues_vary_with_the_seed_and_repeat_with_it() -> None:

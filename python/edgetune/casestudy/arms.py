@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgetune.casestudy.dialogues import DIAGNOSIS_NAMES, diagnosis_of
+from edgetune.casestudy.dialogues import DIAGNOSIS_NAMES, answer_parts, diagnosis_of
 from edgetune.casestudy.hospitals import Hospital, Sample, balanced_test_set, make_hospitals
 from edgetune.casestudy.pretrain import xray_caption_pairs
 from edgetune.casestudy.results import (
@@ -177,6 +177,7 @@ def evaluate_arm(
         loss=loss,
         rouge_l=_mean_rouge(generated, [s.answer for s in test.samples]),
         rouge_l_dialogue=_mean_rouge(generated, test.dialogues),
+        complete_answers=float(np.mean([answer_parts(g).complete for g in generated])),
         dialogues={f: generated[i] for f, i in display_indices(test).items()},
         adapter={k: v.clone() for k, v in adapter.items()},
     )

@@ -137,6 +137,42 @@ def diagnosis_of(answer: str) -> str | None:
     return _earliest_keyword(answer)
 
 
+@dataclass(frozen=True)
+class AnswerParts:
+    """What a free-text answer states, read against the dialogue templates: the diagnosis
+    (`diagnosis_of`), and whether it also gives a visible sign and a next step *of that
+    diagnosis*, as every reference answer does."""
+
+    diagnosis: str | None
+    sign: bool
+    next_step: bool
+
+    @property
+    def complete(self) -> bool:
+        """Finding, diagnosis and next step all stated, and consistent with each other."""
+        return self.diagnosis is not None and self.sign and self.next_step
+
+
+def answer_parts(answer: str) -> AnswerParts:
+    """The parts of `answer` (see `AnswerParts`); signs match with any side and any ratio."""
+    diagnosis = diagnosis_of(answer)
+    if diagnosis is None:
+        return AnswerParts(None, False, False)
+    sign = any(p.search(answer) for p in _SIGN_PATTERNS[diagnosis])
+    step = any(s.lower() in answer.lower() for s in _NEXT_STEPS[diagnosis])
+    return AnswerParts(diagnosis, sign, step)
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    side = "(?:" + "|".join(map(re.escape, SIDES)) + ")"
+    pattern = re.escape(template).replace(r"\{side\}", side)
+    pattern = pattern.replace(r"\{ctr\}", r"(?: \(cardiothoracic ratio \d+\.\d+\))?")
+    return re.compile(pattern, re.IGNORECASE)
+
+
+_SIGN_PATTERNS = {f: tuple(map(_template_pattern, signs)) for f, signs in _SIGNS.items()}
+
+
 def _earliest_keyword(text: str) -> str | None:
     lowered = text.lower()
     best: tuple[int, str] | None = None

@@ -62,19 +62,21 @@ def _header(results: CaseStudyResults) -> str:
         f"({settings.test_per_class} cases per finding). Accuracy is candidate-scored (the "
         f"lowest-NLL `Diagnosis: X.` wins); generated accuracy reads the diagnosis from the "
         f"greedy answer; ROUGE-L compares greedy answers with the taught short answer and with "
-        f"the full reference dialogue.\n"
+        f"the full reference dialogue; complete answers state a sign, the diagnosis and a next "
+        f"step of that diagnosis, as every reference does.\n"
     )
 
 
 def _arms_table(arms: list[ArmResult]) -> str:
     rows = [
         "## Accuracy per arm\n",
-        "| arm | accuracy | generated accuracy | loss | ROUGE-L | ROUGE-L (dialogue) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| arm | accuracy | generated accuracy | loss | ROUGE-L | ROUGE-L (dialogue) "
+        "| complete answers |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     rows += [
         f"| {a.name} | {a.accuracy:.3f} | {a.generated_accuracy:.3f} | {a.loss:.3f} | "
-        f"{a.rouge_l:.3f} | {a.rouge_l_dialogue:.3f} |"
+        f"{a.rouge_l:.3f} | {a.rouge_l_dialogue:.3f} | {a.complete_answers:.0%} |"
         for a in arms
     ]
     return "\n".join(rows) + f"\n\n![accuracy per arm]({FIGURES['arms']})\n"

@@ -21,6 +21,8 @@ class ArmResult:
     `generated_accuracy`: the diagnosis `diagnosis_of` reads from the greedy answer;
     `loss`: mean NLL per reference answer token; `rouge_l`: F1 of greedy answers against the
     short reference they were taught, `rouge_l_dialogue` against the full reference dialogue;
+    `complete_answers`: share of greedy answers that state a sign, the diagnosis and a next step
+    of that diagnosis (`answer_parts`), as the references do;
     `dialogues`: finding -> greedy answer for that finding's display case."""
 
     name: str
@@ -30,6 +32,7 @@ class ArmResult:
     loss: float
     rouge_l: float
     rouge_l_dialogue: float
+    complete_answers: float
     dialogues: dict[str, str]
     wall_s: float = 0.0
     adapter: Tensors | None = field(default=None, repr=False)
