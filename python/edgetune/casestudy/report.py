@@ -5,6 +5,9 @@ the command that made it. Amounts are kept in wei and shown in ETH.
 
 from pathlib import Path
 
+import matplotlib
+import numpy as np
+
 # Figure directly, not pyplot: no global backend or figure registry to set up or leak.
 from matplotlib.figure import Figure
 
@@ -21,6 +24,7 @@ REPORT_NAME = "case-study.md"
 FIGURES = {
     "samples": "case-study-samples.png",
     "arms": "case-study-accuracy-per-arm.png",
+    "findings": "case-study-accuracy-per-finding.png",
     "rounds": "case-study-accuracy-by-round.png",
     "rewards": "case-study-reward-per-hospital.png",
 }
@@ -128,7 +132,7 @@ def _finding_table(arms: list[ArmResult]) -> str:
         f"| {a.name} | " + " | ".join(_fmt(a.per_finding.get(f)) for f in FINDINGS) + " |"
         for a in arms
     ]
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows) + f"\n\n![accuracy per finding and arm]({FIGURES['findings']})\n"
 
 
 def _rounds_section(results: CaseStudyResults, figures: set[str]) -> str:
@@ -243,8 +247,9 @@ def _cell(text: str) -> str:
 
 def _write_figures(results: CaseStudyResults, arms: list[ArmResult], out_dir: Path) -> set[str]:
     """Write every figure whose data is present; returns their keys in `FIGURES`."""
-    written = {"arms"}
+    written = {"arms", "findings"}
     _accuracy_per_arm(arms, out_dir / FIGURES["arms"])
+    _finding_heatmap(arms, out_dir / FIGURES["findings"])
     if results.display:
         _samples_figure(results.display, arms, out_dir / FIGURES["samples"])
         written.add("samples")
@@ -261,12 +266,35 @@ def _write_figures(results: CaseStudyResults, arms: list[ArmResult], out_dir: Pa
 def _accuracy_per_arm(arms: list[ArmResult], path: Path) -> None:
     fig = Figure(figsize=(max(6, 1.2 * len(arms)), 3.5))
     ax = fig.subplots()
-    ax.bar([a.name.replace(": ", "\n") for a in arms], [a.accuracy for a in arms], color="tab:blue")
+    colours = _arm_colours(arms)
+    names = [a.name.replace(": ", "\n") for a in arms]
+    ax.bar(names, [a.accuracy for a in arms], color=colours, label=[a.name for a in arms])
     ax.axhline(1 / len(FINDINGS), color="grey", linestyle="--", label="chance")
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy")
     ax.set_title("Diagnosis accuracy per arm (balanced test set)")
-    ax.legend()
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _save(fig, path)
+
+
+def _arm_colours(arms: list[ArmResult]) -> list[str]:
+    """One distinct colour per arm, in arm order (matplotlib's 10-colour qualitative map)."""
+    return [matplotlib.colormaps["tab10"](i % 10) for i in range(len(arms))]
+
+
+def _finding_heatmap(arms: list[ArmResult], path: Path) -> None:
+    """Accuracy per finding (columns) and arm (rows), each cell annotated."""
+    grid = np.array([[a.per_finding.get(f, np.nan) for f in FINDINGS] for a in arms])
+    fig = Figure(figsize=(1.3 * len(FINDINGS) + 3, 0.45 * len(arms) + 1.5))
+    ax = fig.subplots()
+    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(FINDINGS)), FINDINGS)
+    ax.set_yticks(range(len(arms)), [a.name for a in arms])
+    for (row, col), value in np.ndenumerate(grid):
+        text = "-" if np.isnan(value) else f"{value:.2f}"
+        ax.text(col, row, text, ha="center", va="center", color="white" if value < 0.6 else "k")
+    fig.colorbar(image, ax=ax, label="accuracy")
+    ax.set_title("Accuracy per finding and arm (balanced test set)")
     _save(fig, path)
 
 
