@@ -72,6 +72,30 @@ def coalition_adapter(
     return dict(sorted(result.items()))
 
 
+def momentum_aggregate(
+    previous_global: Mapping[str, torch.Tensor],
+    before_previous: Mapping[str, torch.Tensor] | None,
+    updates: Sequence[Update],
+    beta: float,
+) -> Tensors:
+    """FedAvgM with server lr 1: G(r) = G(r-1) + beta * (G(r-1) - G(r-2)) + mean_j (U_j - G(r-1)).
+
+    With lr 1 the server's momentum buffer after round r-1 is exactly G(r-1) - G(r-2), so the
+    only server state is the last two globals, both on chain: any verifier recomputes the same
+    bytes (float64, sorted keys, reveal order, as `aggregate`). `before_previous` None (round 1,
+    no earlier global) is plain `aggregate`.
+    """
+    averaged = aggregate(previous_global, updates)
+    if before_previous is None or beta == 0 or not updates:
+        return averaged
+    result = dict(averaged)
+    for key in _checked_update_keys(previous_global, updates):
+        velocity = _float64(previous_global[key]) - _float64(before_previous[key])
+        moved = _float64(averaged[key]) + beta * velocity + 0.0
+        result[key] = torch.from_numpy(moved.astype(np.float32))
+    return result
+
+
 def update_delta(previous_global: Mapping[str, torch.Tensor], update: Update) -> np.ndarray:
     """dU = U - G over the update's keys, flattened in sorted key order, in float64."""
     keys = _checked_update_keys(previous_global, [update])

@@ -94,6 +94,14 @@ class TrainConfig:
     # One thread by default: the tiny model gains nothing from more, and on a busy machine
     # oversubscribed OpenMP threads spin and slow training by 10-100x. None = torch's default.
     threads: int | None = 1
+    # FedProx: adds prox_mu/2 * ||w - w_global||^2 over the trained parameters, pulling a
+    # round's update back toward the global it started from (client drift under label skew).
+    prox_mu: float = 0.0
+    # FedRS-style restricted softmax over answer candidates: the token ids of each candidate
+    # answer whose label this edge has no case of. Where a training answer and such a
+    # candidate part ways, the candidate's next token is all but taken out of the softmax, so
+    # the edge stops teaching the model to rule out what it never sees (`RestrictedSoftmax`).
+    lacking_answers: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -102,5 +110,7 @@ class TrainConfig:
             raise InvalidConfig(f"TrainConfig.batch_size must be >= 1, got {self.batch_size!r}")
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise InvalidConfig(f"TrainConfig.lr must be a positive number, got {self.lr!r}")
+        if not math.isfinite(self.prox_mu) or self.prox_mu < 0:
+            raise InvalidConfig(f"TrainConfig.prox_mu must be >= 0, got {self.prox_mu!r}")
         if self.max_length < 2:
             raise InvalidConfig(f"TrainConfig.max_length must be >= 2, got {self.max_length!r}")

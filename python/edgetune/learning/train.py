@@ -20,6 +20,7 @@ from edgetune.learning.config import TrainConfig
 from edgetune.learning.data import Example
 from edgetune.learning.errors import DataError
 from edgetune.learning.model import deterministic_torch
+from edgetune.learning.restricted import RestrictedSoftmax
 
 IGNORE = -100
 Row = Any  # one encoded sample, in whatever form the model's collate function takes
@@ -118,11 +119,19 @@ def fit(
         generator = torch.Generator().manual_seed(config.seed)
         order = batch_order(len(rows), config, generator, weights)
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        anchor = [p.detach().clone() for p in params] if config.prox_mu else []
         model.train()
-        with Progress(disable=not config.progress, transient=True) as progress:
+        with (
+            Progress(disable=not config.progress, transient=True) as progress,
+            RestrictedSoftmax(model, config.lacking_answers) as restricted,
+        ):
             task = progress.add_task("training", total=config.steps)
             for batch_ids in order:
-                loss = model(**collate_batch([rows[i] for i in batch_ids])).loss
+                batch = collate_batch([rows[i] for i in batch_ids])
+                restricted.prepare(batch["labels"])
+                loss = model(**batch).loss
+                if anchor:
+                    loss = loss + proximal_term(params, anchor, config.prox_mu)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -130,6 +139,14 @@ def fit(
                 progress.update(task, advance=1, description=f"training loss {losses[-1]:.3f}")
         model.eval()
     return losses
+
+
+def proximal_term(
+    params: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor], mu: float
+) -> torch.Tensor:
+    """FedProx's mu/2 * ||w - w_start||^2 over the trained parameters (anchor: their values
+    when the round began, i.e. the global adapter)."""
+    return 0.5 * mu * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
