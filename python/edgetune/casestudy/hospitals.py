@@ -98,6 +98,38 @@ def make_hospitals(
     return hospitals
 
 
+def lacked_findings(hospital: Hospital, at_most: int = 2) -> list[str]:
+    """The findings this hospital has at most `at_most` cases of (by true finding): what it
+    lacks or nearly lacks."""
+    return [f for f, n in hospital.class_counts().items() if n <= at_most]
+
+
+def label_skewed_hospitals(
+    n_hospitals: int,
+    sizes: Sequence[int],
+    alpha: float,
+    seed: int,
+    noisy_hospital: int | None = None,
+    noise_rate: float = 0.0,
+    image_size: int = 64,
+    at_most: int = 2,
+    tries: int = 100,
+) -> tuple[int, list[Hospital]]:
+    """`make_hospitals` at the first hospital seed from `seed * tries` on at which every
+    hospital lacks a finding (`lacked_findings`): the label-skewed scenario, defined by the
+    draw of case mixes alone (no test set is looked at). Returns the seed used and the
+    hospitals."""
+    for candidate in range(seed * tries, (seed + 1) * tries):
+        hospitals = make_hospitals(
+            n_hospitals, sizes, alpha, candidate, noisy_hospital, noise_rate, image_size
+        )
+        if all(lacked_findings(h, at_most) for h in hospitals):
+            return candidate, hospitals
+    raise CaseStudyDataError(
+        f"no seed in [{seed * tries}, {(seed + 1) * tries}) skews every hospital"
+    )
+
+
 def balanced_test_set(n_per_class: int, seed: int, size: int = 64) -> list[Sample]:
     """`n_per_class` correctly labelled cases of every finding, grouped by finding."""
     children = np.random.SeedSequence(seed).spawn(len(FINDINGS) + 1)
