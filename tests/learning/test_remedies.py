@@ -12,7 +12,7 @@ from edgetune.learning import (
     initial_global_adapter,
     train_update,
 )
-from edgetune.learning.aggregate import momentum_aggregate
+from edgetune.learning.aggregate import adam_aggregate, momentum_aggregate
 from edgetune.learning.restricted import (
     RestrictedSoftmax,
     divergence_offsets,
@@ -45,6 +45,20 @@ def test_momentum_without_history_or_beta_is_plain_fedavg_bit_for_bit() -> None:
     plain = adapter_to_bytes(aggregate(previous, updates))
     assert adapter_to_bytes(momentum_aggregate(previous, None, updates, 0.9)) == plain
     assert adapter_to_bytes(momentum_aggregate(previous, _adapter(0), updates, 0.0)) == plain
+
+
+def test_fedadam_first_step_is_about_lr_per_coordinate_and_state_carries_on() -> None:
+    previous = {A: torch.ones(4, 8), B: torch.zeros(16, 4)}
+    updates = [{B: _adapter(s)[B] * 100} for s in (2, 3)]
+    sign = torch.sign(aggregate(previous, updates)[B])
+    first, state = adam_aggregate(previous, updates, None, lr=0.01)
+    assert torch.allclose(first[B], 0.01 * sign, rtol=2e-2) and torch.equal(first[A], previous[A])
+    again, _ = adam_aggregate(previous, updates, None, lr=0.01)
+    assert adapter_to_bytes(again) == adapter_to_bytes(first)
+    # a second round with no change: the first moment decays (0.9) while v barely does (0.99)
+    second, _ = adam_aggregate(first, [{B: first[B]}], state, lr=0.01)
+    step = (second[B] - first[B]) / (0.01 * sign)
+    assert torch.allclose(step, torch.full_like(step, 0.9 * 0.1 / (0.99**0.5 * 0.1)), rtol=2e-2)
 
 
 def test_proximal_term_is_half_mu_squared_distance() -> None:

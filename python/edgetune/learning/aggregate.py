@@ -17,6 +17,7 @@ update changes no coalition and the grand coalition is exactly `aggregate` of V.
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -94,6 +95,42 @@ def momentum_aggregate(
         moved = _float64(averaged[key]) + beta * velocity + 0.0
         result[key] = torch.from_numpy(moved.astype(np.float32))
     return result
+
+
+@dataclass(frozen=True)
+class AdamServerState:
+    """FedAdam's moments per trained key (float64), after some round."""
+
+    first: dict[str, np.ndarray]
+    second: dict[str, np.ndarray]
+
+
+def adam_aggregate(
+    previous_global: Mapping[str, torch.Tensor],
+    updates: Sequence[Update],
+    state: AdamServerState | None,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.99),
+    tau: float = 1e-3,
+) -> tuple[Tensors, AdamServerState]:
+    """FedAdam (Reddi et al. 2021, no bias correction): the round's pseudo-gradient
+    d = aggregate - G(r-1) feeds Adam moments m, v; G(r) = G(r-1) + lr * m / (sqrt(v) + tau).
+
+    The moments are a function of every past round's included updates, which the chain (the
+    included sets) and the content store (their bytes) hold, so a verifier replaying the rounds
+    gets the same bytes: float64, sorted keys, IEEE-exact elementwise operations."""
+    averaged = aggregate(previous_global, updates)
+    keys = _checked_update_keys(previous_global, updates)
+    first, second = (dict(state.first), dict(state.second)) if state else ({}, {})
+    result = dict(averaged)
+    for key in keys:
+        base = _float64(previous_global[key])
+        delta = _float64(averaged[key]) - base
+        first[key] = betas[0] * first.get(key, 0.0) + (1 - betas[0]) * delta
+        second[key] = betas[1] * second.get(key, 0.0) + (1 - betas[1]) * delta * delta
+        moved = base + lr * first[key] / (np.sqrt(second[key]) + tau) + 0.0
+        result[key] = torch.from_numpy(moved.astype(np.float32))
+    return result, AdamServerState(first, second)
 
 
 def update_delta(previous_global: Mapping[str, torch.Tensor], update: Update) -> np.ndarray:
