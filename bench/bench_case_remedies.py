@@ -76,6 +76,8 @@ REMEDIES = {
         Remedy("adam0.01", adam_lr=0.01),
         Remedy("adam0.03", adam_lr=0.03),
         Remedy("avgm0.9-steps10x15", momentum=0.9, steps=10, rounds=15),
+        Remedy("avgm0.5-steps10x15", momentum=0.5, steps=10, rounds=15),
+        Remedy("restrict-steps10x15", restrict=True, steps=10, rounds=15),
         Remedy("restrict-avgm0.9", restrict=True, momentum=0.9),
     )
 }
