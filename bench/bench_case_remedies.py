@@ -77,6 +77,8 @@ REMEDIES = {
         Remedy("adam0.03", adam_lr=0.03),
         Remedy("avgm0.9-steps10x15", momentum=0.9, steps=10, rounds=15),
         Remedy("avgm0.5-steps10x15", momentum=0.5, steps=10, rounds=15),
+        Remedy("fedavg-30x10", rounds=10),  # twice the budget: is it convergence?
+        Remedy("restrict-30x10", restrict=True, rounds=10),
         Remedy("restrict-steps10x15", restrict=True, steps=10, rounds=15),
         Remedy("restrict-avgm0.9", restrict=True, momentum=0.9),
     )
@@ -172,6 +174,7 @@ def scenario(args: argparse.Namespace, seed: int) -> tuple[CaseStudySettings, in
         noisy_hospital=args.noisy,
         noise_rate=args.noise_rate,
         seed=seed,
+        rounds=args.local_rounds,
     )
     hospital_seed, hospitals = label_skewed_hospitals(
         settings.hospitals,
@@ -199,6 +202,7 @@ def run_seed(
     print(f"seed {seed}: hospital seed {hospital_seed}, counts {counts}", flush=True)
     initial = initial_global_adapter(adapted)
     if not args.skip_local:
+        out["local_steps"] = settings.rounds * settings.steps_per_round
         out["alone"] = []
         for i, h in enumerate(hospitals):
             start = time.perf_counter()
@@ -240,6 +244,7 @@ def main() -> None:
     parser.add_argument("--noise-rate", type=float, default=0.6)
     parser.add_argument("--remedies", nargs="*", default=["fedavg"], choices=sorted(REMEDIES))
     parser.add_argument("--skip-local", action="store_true", help="no alone/pooled arms")
+    parser.add_argument("--local-rounds", type=int, default=5, help="alone/pooled rounds")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--table", type=Path, nargs="+", help="only print these results")
     args = parser.parse_args()
@@ -280,8 +285,10 @@ def print_table(results: list[dict]) -> None:
     rows = []
     if all("alone" in r for r in results):
         best = [max(r["alone"], key=lambda a: a["accuracy"]) for r in results]
-        rows.append(("best alone", best, "150 own"))
-        rows.append(("pooled", [r["pooled"] for r in results], "750 pooled"))
+        steps = results[0]["local_steps"]
+        rows.append(("best alone", best, f"{steps} own"))
+        pooled_steps = steps * len(results[0]["alone"])
+        rows.append(("pooled", [r["pooled"] for r in results], f"{pooled_steps} pooled"))
     for name in names:
         remedy = REMEDIES[name]
         runs = [r["remedies"][name] for r in results]
