@@ -107,7 +107,7 @@ def test_restricted_softmax_drops_the_lacking_token_from_the_softmax_where_answe
     with torch.no_grad():
         plain = adapted.model(**batch)
         with RestrictedSoftmax(adapted.model, lacking) as restricted:
-            restricted.prepare(batch["labels"])
+            restricted.prepare(batch)
             kept = adapted.model(**batch).loss
     first = batch["labels"][0].tolist().index(tok(" flu", add_special_tokens=False)["input_ids"][0])
     logits = plain.logits.clone()
@@ -119,6 +119,6 @@ def test_restricted_softmax_drops_the_lacking_token_from_the_softmax_where_answe
 def test_restricted_softmax_leaves_no_hook_behind(adapted) -> None:
     head = adapted.model.get_output_embeddings()
     with RestrictedSoftmax(adapted.model, [(1, 2)]) as restricted:
-        restricted.prepare(torch.tensor([[IGNORE, 1, 3]]))
+        restricted.prepare({"labels": torch.tensor([[IGNORE, 1, 3]])})
         assert head._forward_hooks
     assert not head._forward_hooks

@@ -88,11 +88,12 @@ class RestrictedSoftmax:
             self._handle.remove()
             self._handle = None
 
-    def prepare(self, labels: torch.Tensor) -> None:
-        """Find the places to offset in the batch about to be run (`labels` as the model gets)."""
+    def prepare(self, batch: Mapping[str, torch.Tensor]) -> None:
+        """Find the places to offset in the batch about to be run (the model's keyword
+        arguments, "labels" among them; only read when there are lacking answers)."""
         if not self._lacking:
             return
-        places = divergence_offsets(labels, self._lacking)
+        places = divergence_offsets(batch["labels"], self._lacking)
         self._places = tuple(torch.tensor(column) for column in zip(*places, strict=True))
 
     def _offset_logits(

@@ -128,7 +128,7 @@ def fit(
             task = progress.add_task("training", total=config.steps)
             for batch_ids in order:
                 batch = collate_batch([rows[i] for i in batch_ids])
-                restricted.prepare(batch["labels"])
+                restricted.prepare(batch)
                 loss = model(**batch).loss
                 if anchor:
                     loss = loss + proximal_term(params, anchor, config.prox_mu)
