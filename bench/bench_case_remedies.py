@@ -8,8 +8,11 @@ every update) or, with --exclude-noisy, of all but the noisy hospital's (validat
 out). Base, alone and pooled arms are the case study's (`train_rounds`). Accuracy is candidate
 scored on the case study's balanced test set, every round for the federated arms.
 
-Run: PYTHONPATH=python .venv/bin/python bench/bench_case_remedies.py --seeds 0 1 2 \
-    --remedies fedavg prox0.1 --json /tmp/science-results/remedies.json
+Run: .venv/bin/python bench/bench_case_remedies.py --seeds 0 1 2 \
+    --remedies fedavg prox0.1 --json remedies.json     (about 2 min per remedy and seed)
+     .venv/bin/python bench/bench_case_remedies.py --table remedies.json other.json
+Figures (5 hospitals of 200/160/120/100/80 cases, alpha 0.3, hospital 2 noisy at 0.6, seeds
+0-2): docs/label-skew.md.
 """
 
 import argparse
@@ -25,13 +28,13 @@ import torch
 from edgetune.casestudy.arms import (
     SHORT_ANSWERS,
     Cases,
-    CaseStudySettings,
     load_adapted,
     prepare_base,
     to_cases,
     train_rounds,
 )
 from edgetune.casestudy.hospitals import balanced_test_set, label_skewed_hospitals
+from edgetune.casestudy.settings import CaseStudySettings
 from edgetune.casestudy.xray import FINDINGS
 from edgetune.learning import TrainConfig, initial_global_adapter
 from edgetune.learning.aggregate import adam_aggregate, momentum_aggregate
