@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from edgetune.casestudy.collaborative import run_case_study
+from edgetune.casestudy.report import FIGURES
 from edgetune.casestudy.results import ETHER, CaseStudyResults
 from edgetune.casestudy.settings import CaseStudySettings
 
@@ -44,5 +45,6 @@ def test_report_has_all_four_arms_and_the_on_chain_rewards(case_study):
     assert results.pool.paid_wei <= results.pool.funded_wei == 3 * ETHER
     assert f"paid {results.pool.paid_wei / ETHER:.6f} ETH" in text
     assert [r for r, _ in results.by_round] == [0, 1]
-    figures = list(report.parent.glob("*.png"))
-    assert len(figures) == 4 and all(f.stat().st_size > 0 for f in figures)
+    figures = {f.name: f for f in report.parent.glob("*.png")}
+    assert set(figures) == set(FIGURES.values())  # every figure, per-finding heat map included
+    assert all(f.stat().st_size > 0 for f in figures.values())
