@@ -62,6 +62,8 @@ def _other(kind, current, name):
         return (current or 0.01) * 1.5
     if kind is str:
         return ADDRESSES[-1]
+    if typing.get_origin(kind) is tuple:  # e.g. TrainConfig.lacking_answers: token id tuples
+        return (*current, (1, 2, 3)) if current else ((1, 2, 3), (4,))
     raise AssertionError(f"teach perturbed() a value for field {name}: {kind}")
 
 
