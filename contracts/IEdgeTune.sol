@@ -118,7 +118,9 @@ interface IEdgeTune {
     error EdgeTuneBallotsMismatch(uint256 taskId, uint16 round);
     /// @notice {tally} was sent for a part other than the next one (another keeper was first).
     error EdgeTuneWrongTallyPart(uint256 taskId, uint16 round, uint8 given, uint8 expected);
+    /// @notice A revealed CID is longer than MAX_CID_BYTES (finalize copies the winner's).
     error EdgeTuneCidTooLong(uint256 length, uint256 maxLength);
+    /// @notice {RoundSettler} was called directly; only {EdgeTune.finalize} runs it.
     error EdgeTuneNotDelegated(address settler);
     error EdgeTuneStakeLocked(uint256 taskId, address edge);
     error EdgeTuneNothingToWithdraw(address account);
