@@ -158,13 +158,9 @@ def _config(
             f for f, a in SHORT_ANSWERS.items() if any(s.answer == a for s in hospital.samples)
         }
         lacking = lacking_answer_ids(adapted.tokenizer, SHORT_ANSWERS, labelled)
-    return TrainConfig(
-        steps=remedy.steps,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        max_length=settings.max_length,
-        prox_mu=remedy.prox_mu,
-        lacking_answers=lacking,
+    # The seed is set per hospital and round where the config is used.
+    return settings.train_config(
+        remedy.steps, seed=0, prox_mu=remedy.prox_mu, lacking_answers=lacking
     )
 
 

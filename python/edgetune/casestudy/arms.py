@@ -29,7 +29,6 @@ from edgetune.casestudy.results import (
 from edgetune.casestudy.settings import CaseStudySettings
 from edgetune.casestudy.xray import FINDINGS
 from edgetune.learning import (
-    TrainConfig,
     class_balanced_weights,
     initial_global_adapter,
     resolve_base_model,
@@ -232,13 +231,7 @@ def train_rounds(
     full final adapter."""
     adapter = dict(start)
     for round_ in range(settings.rounds):
-        config = TrainConfig(
-            steps=steps_per_round,
-            batch_size=settings.batch_size,
-            lr=settings.lr,
-            seed=seed * 1000 + round_,
-            max_length=settings.max_length,
-        )
+        config = settings.train_config(steps_per_round, seed=seed * 1000 + round_)
         update = train_vlm_update(adapted, adapter, cases.samples, config, cases.balanced_weights)
         adapter = {**adapter, **update.tensors}
     return adapter

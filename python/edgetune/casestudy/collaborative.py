@@ -153,13 +153,7 @@ def run_case_study(
         HospitalData(h.name, h.samples, v.samples, h.balanced_weights)
         for h, v in zip(hospitals, validation, strict=True)
     ]
-    train = TrainConfig(
-        steps=settings.steps_per_round,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        seed=settings.seed,
-        max_length=settings.max_length,
-    )
+    train = settings.train_config(settings.steps_per_round, seed=settings.seed)
     plan = collaborative_plan(
         base_dir,
         adapted.spec,

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edgetune.errors import EdgetuneError
+from edgetune.learning import TrainConfig
 from edgetune.learning.vision.evaluate import TEXT_TOKENS
 from edgetune.learning.vision.model import VisionRecipe
 
@@ -94,3 +95,22 @@ class CaseStudySettings:
     def max_length(self) -> int:
         """Token budget per sample: every image token plus room for question and answer."""
         return VisionRecipe(image_size=self.image_size).image_tokens + TEXT_TOKENS
+
+    def train_config(
+        self,
+        steps: int,
+        seed: int,
+        prox_mu: float = 0.0,
+        lacking_answers: tuple[tuple[int, ...], ...] = (),
+    ) -> TrainConfig:
+        """One hospital's local training for `steps` steps: these settings' batch size, learning
+        rate and token budget (the remedies default to off, as in TrainConfig)."""
+        return TrainConfig(
+            steps=steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=seed,
+            max_length=self.max_length,
+            prox_mu=prox_mu,
+            lacking_answers=lacking_answers,
+        )
