@@ -7,6 +7,7 @@ not match their on-chain hash, or do not parse, are an invalid update at once.
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,6 +17,9 @@ from edgetune.errors import EdgetuneError
 from edgetune.learning import adapter_from_bytes
 from edgetune.storage import ContentNotFound, ContentStore, StorageUnavailable, fetch_verified
 from edgetune.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from edgetune.chain.client import EdgeTuneClient
 
 Tensors = dict[str, torch.Tensor]
 Timer = Callable[[str, int], AbstractContextManager[None]]  # (kind, round) -> timed block
@@ -35,6 +39,23 @@ class EdgeContent:
 
     def global_adapter(self, status: Status) -> Tensors:
         data = self._get(status.round, status.global_cid, status.global_hash, "global adapter")
+        return adapter_from_bytes(data, self.learner.shapes())
+
+    def global_before_previous(
+        self, client: "EdgeTuneClient", task_id: int, status: Status
+    ) -> Tensors | None:
+        """G(r-2), the global round r-1 started from (server momentum's other state), from the
+        chain: round r-2's `RoundFinalized`, or the task's initial global in round 2; None in
+        round 1."""
+        if status.round < 2:
+            return None
+        if status.round == 2:
+            config = client.task_config(task_id)
+            cid, sha256 = config.initial_global_cid, config.initial_global_hash
+        else:
+            (event,) = client.round_events(task_id, status.round - 2, "RoundFinalized")
+            cid, sha256 = event.globalCid, event.globalHash
+        data = self._get(status.round, cid, sha256, f"round {status.round - 2}'s global adapter")
         return adapter_from_bytes(data, self.learner.shapes())
 
     def update(self, round_: int, update: RevealedUpdate) -> Tensors:

@@ -80,8 +80,10 @@ class EdgeAgent:
         state: AgentState,
         settings: AgentSettings,
         log: Callable[[str], None] = print,
+        server_momentum: float = 0.0,
     ) -> None:
         self.client, self.task_id, self.store, self.learner = client, task_id, store, learner
+        self.server_momentum = server_momentum  # the task's, from its hashed adapter spec
         self.state, self.settings, self.log = state, settings, log
         self.harm_tolerance = client.task_config(task_id).harm_tolerance / SCORE_SCALE
         self.timings: dict[int, RoundTimings] = {}
@@ -357,8 +359,19 @@ class EdgeAgent:
             revealed = self.client.revealed_updates(self.task_id, round_)
             updates = {i: self.content.update(round_, revealed[i]) for i in included}
         metric = self.learner.metric if self.role.evaluates else (lambda _adapter: 0.0)
+        before = None
+        if self.server_momentum:
+            before = self.content.global_before_previous(self.client, self.task_id, status)
         with self._spending("shapley", round_):
-            verdict = attest_round(global_adapter, updates, included, metric, self.harm_tolerance)
+            verdict = attest_round(
+                global_adapter,
+                updates,
+                included,
+                metric,
+                self.harm_tolerance,
+                before,
+                self.server_momentum,
+            )
         cid = self.content.put(round_, verdict.aggregate_bytes, "the aggregate")
         return CommittedAttestation(
             aggregate_hash=hashlib.sha256(verdict.aggregate_bytes).hexdigest(),

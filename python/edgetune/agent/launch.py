@@ -71,7 +71,16 @@ def build_agent(
     `edge.data_dir/agent-state.json`."""
     adapted = load_task_model(client, task_id, store, model)
     state = AgentState(edge.data_dir / STATE_FILE, client.address, task_id, client.sender_address)
-    return EdgeAgent(client, task_id, store, learner(edge, adapted), state, edge.settings, log=log)
+    return EdgeAgent(
+        client,
+        task_id,
+        store,
+        learner(edge, adapted),
+        state,
+        edge.settings,
+        log=log,
+        server_momentum=model.adapter.server_momentum,
+    )
 
 
 def clear_agent_state(data_dir: Path) -> None:

@@ -51,6 +51,7 @@ class SimulatedConfig:
     pool_ether: float = 3.0
     stake_ether: float = 0.5
     workdir: Path = Path(".edgetune/simulated")
+    server_momentum: float = 0.0  # the task's aggregation rule (AdapterSpec.server_momentum)
 
     def task_template(self) -> TaskConfig:
         zero, stake = bytes(32), int(self.stake_ether * ETHER)
@@ -92,7 +93,9 @@ class SimulatedConfig:
             )
             for i in range(self.edges)
         )
-        model = ModelSpec("linear", self.workdir / "base", AdapterSpec())
+        model = ModelSpec(
+            "linear", self.workdir / "base", AdapterSpec(server_momentum=self.server_momentum)
+        )
         store = f"embedded:{self.workdir / 'ipfs'}"
         return FederationPlan(
             self.task_template(), int(self.pool_ether * ETHER), model, edges, self.workdir, store

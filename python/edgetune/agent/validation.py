@@ -27,7 +27,12 @@ from edgetune.contribution import (
     to_fixed,
 )
 from edgetune.errors import EdgetuneError
-from edgetune.learning import adapter_to_bytes, aggregate, coalition_adapter, update_delta
+from edgetune.learning import (
+    adapter_to_bytes,
+    coalition_adapter,
+    momentum_aggregate,
+    update_delta,
+)
 
 Tensors = Mapping[str, torch.Tensor]
 FetchUpdate = Callable[[int], Tensors]  # reveal index -> parsed, hash-checked update tensors
@@ -125,8 +130,13 @@ def attest_round(
     included: Sequence[int],
     metric: Metric,
     harm_tolerance: float,
+    before_previous: Tensors | None = None,
+    server_momentum: float = 0.0,
 ) -> Attestation:
-    """Stage 2: G(r) over the on-chain `included` reveal indices, aggregated in reveal order.
+    """Stage 2: G(r) over the on-chain `included` reveal indices, aggregated in reveal order,
+    plus the task's server momentum times G(r-1) - G(r-2) (`before_previous` is G(r-2), None
+    in round 1). Stage 1 scores the averaged step alone: the momentum term is the same for
+    every coalition of the round and is nobody's contribution.
 
     Raises AttestationError when `included` repeats an index or names one missing from
     `updates` (this validator found it invalid, the chain did not): no honest aggregate can be
@@ -138,7 +148,9 @@ def attest_round(
     missing = [i for i in chosen if i not in updates]
     if missing:
         raise AttestationError(f"included updates {missing} are not among the valid updates held")
-    new_global = aggregate(previous_global, [updates[i] for i in chosen])
+    new_global = momentum_aggregate(
+        previous_global, before_previous, [updates[i] for i in chosen], server_momentum
+    )
     previous_metric = metric(previous_global)
     # With nothing included G(r) is G(r-1), byte for byte: no second evaluation needed.
     new_metric = metric(new_global) if chosen else previous_metric

@@ -27,6 +27,7 @@ from edgetune.learning.aggregate import (
     aggregate_in_reveal_order,
     coalition_adapter,
     fedit_product_error,
+    momentum_aggregate,
     update_delta,
 )
 from edgetune.learning.config import AdapterSpec, TrainConfig
@@ -97,6 +98,7 @@ __all__ = [
     "initial_global_adapter",
     "load_base_model",
     "load_jsonl",
+    "momentum_aggregate",
     "prepare_smollm2",
     "resolve_base_model",
     "save_jsonl",

@@ -20,6 +20,10 @@ class AdapterSpec:
     mode "ffa" (default): the A matrices are fixed by the published initial global adapter and
     only B is trained and exchanged, so averaging B is exactly averaging the products B·A.
     mode "fedit": A and B are both trained and averaged separately (an approximation).
+
+    server_momentum β: the task's aggregation rule, FedAvgM at server lr 1 (0: plain FedAvg).
+    It is hashed with the rest because every validator must aggregate alike to attest the same
+    bytes; its only state is the last two on-chain globals (`momentum_aggregate`).
     """
 
     rank: int = 8
@@ -28,6 +32,7 @@ class AdapterSpec:
     dropout: float = 0.0
     mode: AdapterMode = "ffa"
     init_seed: int = 0
+    server_momentum: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
@@ -49,6 +54,12 @@ class AdapterSpec:
             raise InvalidConfig(
                 f"AdapterSpec.init_seed must be an int in [0, 2^63), got {self.init_seed!r}"
             )
+        momentum = self.server_momentum
+        number = isinstance(momentum, int | float) and not isinstance(momentum, bool)
+        if not number or not 0 <= momentum < 1:
+            raise InvalidConfig(
+                f"AdapterSpec.server_momentum must be in [0, 1), got {self.server_momentum!r}"
+            )
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no spaces, target modules sorted (their order is moot)."""
@@ -57,6 +68,11 @@ class AdapterSpec:
         data["dropout"] = float(self.dropout)
         data["target_modules"] = sorted(self.target_modules)
         data["dtype"] = "float32"
+        # Plain FedAvg keeps the key out, so every spec from before the field hashes as it did.
+        if self.server_momentum:
+            data["server_momentum"] = float(self.server_momentum)
+        else:
+            del data["server_momentum"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
