@@ -24,7 +24,7 @@ from edgetune.learning import (
     initial_global_adapter,
 )
 from edgetune.learning.vision.encode import VisionSample, collate_rows, encode_samples
-from edgetune.learning.vision.evaluate import evaluate_vlm
+from edgetune.learning.vision.evaluate import answer_nll, candidate_nll, evaluate_vlm
 from edgetune.learning.vision.model import (
     ALL_LINEAR,
     LM_HEAD,
@@ -187,6 +187,27 @@ def test_training_on_a_toy_image_task_improves_eval(adapted) -> None:
     assert after.loss < before.loss - 1.0
     assert after.accuracy is not None and after.accuracy >= 0.9
     assert evaluate_vlm(adapted, validation).accuracy is None  # no candidates, no accuracy
+
+
+def test_cached_prompt_candidate_nll_equals_a_full_pass_per_candidate(adapted) -> None:
+    global0 = initial_global_adapter(adapted)
+    trained = train_vlm_update(
+        adapted, global0, spot_samples(16, seed=1), TrainConfig(steps=5, batch_size=8)
+    )
+    adapted.set_adapter({**global0, **trained.tensors})
+    # Two questions (two prompt lengths), answers of unequal length, batches that split a group.
+    samples = spot_samples(7, seed=3)
+    samples[1::2] = [
+        s._replace(question="which side is brighter, left or right?") for s in samples[1::2]
+    ]
+    answers = ["the spot is on the left", "right", "it is hard to say where the spot is"]
+    cached = candidate_nll(adapted, samples, answers, batch_size=2, max_length=256)
+    rows = encode_samples(
+        adapted.processor, [(s.image, s.question, a) for s in samples for a in answers], 256, False
+    )
+    full = [score for score, _ in answer_nll(adapted, rows, batch_size=4)]
+    assert np.allclose(np.ravel(cached), full, rtol=1e-5, atol=1e-4)
+    assert len({round(x, 3) for x in full}) > len(answers)  # not one constant
 
 
 def test_generate_returns_text(adapted) -> None:
