@@ -30,10 +30,11 @@ from edgetune.casestudy.arms import (
     Cases,
     load_adapted,
     prepare_base,
+    scenario_hospitals,
     to_cases,
     train_rounds,
 )
-from edgetune.casestudy.hospitals import balanced_test_set, label_skewed_hospitals
+from edgetune.casestudy.hospitals import balanced_test_set
 from edgetune.casestudy.settings import CaseStudySettings
 from edgetune.casestudy.xray import FINDINGS
 from edgetune.learning import TrainConfig, initial_global_adapter
@@ -173,17 +174,10 @@ def scenario(args: argparse.Namespace, seed: int) -> tuple[CaseStudySettings, in
         noisy_hospital=args.noisy,
         noise_rate=args.noise_rate,
         seed=seed,
-        rounds=args.local_rounds,
+        alone_rounds=args.local_rounds,
+        alone_round_steps=30,
     )
-    hospital_seed, hospitals = label_skewed_hospitals(
-        settings.hospitals,
-        settings.hospital_sizes,
-        settings.alpha,
-        seed,
-        settings.noisy_hospital,
-        settings.noise_rate,
-        settings.image_size,
-    )
+    hospital_seed, hospitals = scenario_hospitals(settings)
     cases = [to_cases(h.name, h.samples, h.spec.noise_rate) for h in hospitals]
     return settings, hospital_seed, cases
 
@@ -201,16 +195,16 @@ def run_seed(
     print(f"seed {seed}: hospital seed {hospital_seed}, counts {counts}", flush=True)
     initial = initial_global_adapter(adapted)
     if not args.skip_local:
-        out["local_steps"] = settings.rounds * settings.steps_per_round
+        out["local_steps"] = settings.alone_rounds * settings.alone_round_steps
         out["alone"] = []
         for i, h in enumerate(hospitals):
             start = time.perf_counter()
-            adapter = train_rounds(adapted, initial, h, settings, settings.steps_per_round, i + 1)
+            adapter = train_rounds(adapted, initial, h, settings, settings.alone_round_steps, i + 1)
             out["alone"].append({**asdict(score(adapted, test, adapter)), "wall_s": _since(start)})
             print(f"  alone {h.name}: {out['alone'][-1]['accuracy']:.3f}", flush=True)
         start = time.perf_counter()
         pooled = Cases("pooled", [s for h in hospitals for s in h.samples], [])
-        steps = settings.steps_per_round * len(hospitals)
+        steps = settings.alone_round_steps * len(hospitals)
         adapter = train_rounds(adapted, initial, pooled, settings, steps, 0)
         out["pooled"] = {**asdict(score(adapted, test, adapter)), "wall_s": _since(start)}
         best = max(a["accuracy"] for a in out["alone"])

@@ -15,7 +15,9 @@ from edgetune.casestudy.arms import (
     load_adapted,
     prepare_base,
     rouge_l,
+    scenario_hospitals,
 )
+from edgetune.casestudy.hospitals import lacked_findings
 from edgetune.casestudy.report import FIGURES, REPORT_NAME, write_report
 from edgetune.casestudy.results import (
     ETHER,
@@ -38,6 +40,8 @@ TINY = dataclasses.replace(
     test_per_class=2,
     rounds=1,
     steps_per_round=2,
+    alone_rounds=1,
+    alone_round_steps=2,
     batch_size=4,
     pretrain_pairs=8,
     pretrain_steps=2,
@@ -69,7 +73,10 @@ def test_rouge_l_is_order_sensitive() -> None:
     [
         {"hospital_sizes": (10, 10)},
         {"alpha": 0.0},
-        {"noisy_hospital": 3},
+        {"noisy_hospital": 5},
+        {"scenario": "iid"},
+        {"server_momentum": 1.0},
+        {"alone_rounds": 0},
         {"noise_rate": 1.5},
         {"rounds": 0},
         {"lr": 0.0},
@@ -81,10 +88,13 @@ def test_settings_reject_out_of_range(change: dict) -> None:
         dataclasses.replace(CaseStudySettings.quick_run(), **change)
 
 
-def test_quick_and_full_runs_are_valid_and_distinct() -> None:
-    quick, full = CaseStudySettings.quick_run(), CaseStudySettings.full_run()
+@pytest.mark.parametrize("scenario", ["headroom", "dominant"])
+def test_quick_and_full_runs_are_valid_and_distinct(scenario) -> None:
+    quick, full = CaseStudySettings.quick_run(scenario), CaseStudySettings.full_run(scenario)
     assert quick.quick and not full.quick
+    assert quick.scenario == full.scenario == scenario
     assert full.rounds * full.steps_per_round > quick.rounds * quick.steps_per_round
+    assert full.test_per_class > quick.test_per_class
 
 
 def test_hospital_samples_teach_the_labelled_finding_and_keep_the_true_one() -> None:
@@ -243,3 +253,15 @@ def test_a_round_without_consensus_is_named_so_not_left_out(tmp_path: Path) -> N
     text = write_report(results, tmp_path).read_text()
     assert "| 0.100, no consensus | 0.100 |" in text  # hospital-2: round 2 had no consensus
     assert "| 0.300, no consensus | 0.300 |" in text
+
+
+def test_the_headroom_scenario_skews_every_hospital_and_the_dominant_one_does_not_search() -> None:
+    settings = dataclasses.replace(CaseStudySettings.quick_run(), seed=1)
+    seed, hospitals = scenario_hospitals(settings)
+    assert 100 <= seed < 200  # searched from seed * 100 on, by case mix alone
+    assert [len(h.samples) for h in hospitals] == list(settings.hospital_sizes)
+    assert all(lacked_findings(h) for h in hospitals)
+    dominant = CaseStudySettings.quick_run("dominant")
+    seed, hospitals = scenario_hospitals(dominant)
+    assert seed == dominant.seed and [len(h.samples) for h in hospitals] == [160, 100, 100]
+    assert not all(lacked_findings(h) for h in hospitals)  # hospital 0 has the broad mix

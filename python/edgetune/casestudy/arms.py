@@ -2,8 +2,8 @@
 pooled centrally (the upper bound). The collaborative arm lives in `edgetune.agent`.
 
 Every arm starts from the same initial adapter (`initial_global_adapter`: shared frozen A,
-B = 0) on the same pinned base, trains in `rounds` rounds of `steps_per_round` steps (a fresh
-optimizer each round, as an edge has in the protocol), and is scored on the same balanced test
+B = 0) on the same pinned base, trains in rounds of local steps (a fresh optimizer each round,
+as an edge has in the protocol), and is scored on the same balanced test
 set, so the arms differ only in whose data they see. Edges learn short answers ("Diagnosis: X.");
 the full dialogue is kept for display and for a second ROUGE-L.
 """
@@ -17,7 +17,13 @@ import numpy as np
 import torch
 
 from edgetune.casestudy.dialogues import DIAGNOSIS_NAMES, answer_parts, diagnosis_of
-from edgetune.casestudy.hospitals import Hospital, Sample, balanced_test_set, make_hospitals
+from edgetune.casestudy.hospitals import (
+    Hospital,
+    Sample,
+    balanced_test_set,
+    label_skewed_hospitals,
+    make_hospitals,
+)
 from edgetune.casestudy.pretrain import xray_caption_pairs
 from edgetune.casestudy.results import (
     ArmResult,
@@ -94,7 +100,16 @@ def prepare_base(settings: CaseStudySettings, cache_dir: Path | None = None) -> 
 
 def hospital_samples(settings: CaseStudySettings) -> tuple[list[Cases], Cases]:
     """The hospitals' private data and the balanced test set, as `Cases`."""
-    hospitals = make_hospitals(
+    hospitals = scenario_hospitals(settings)[1]
+    test = balanced_test_set(settings.test_per_class, settings.seed + 99, settings.image_size)
+    return [_hospital_cases(h) for h in hospitals], to_cases("test", test)
+
+
+def scenario_hospitals(settings: CaseStudySettings) -> tuple[int, list[Hospital]]:
+    """The scenario's hospitals and the hospital seed that drew them: in "headroom" the first
+    seed from `seed * 100` on at which every hospital lacks a finding (`label_skewed_hospitals`,
+    case mixes only), in "dominant" `seed` itself."""
+    args = (
         settings.hospitals,
         settings.hospital_sizes,
         settings.alpha,
@@ -103,8 +118,9 @@ def hospital_samples(settings: CaseStudySettings) -> tuple[list[Cases], Cases]:
         settings.noise_rate,
         settings.image_size,
     )
-    test = balanced_test_set(settings.test_per_class, settings.seed + 99, settings.image_size)
-    return [_hospital_cases(h) for h in hospitals], to_cases("test", test)
+    if settings.scenario == "headroom":
+        return label_skewed_hospitals(*args)
+    return settings.seed, make_hospitals(*args)
 
 
 def _hospital_cases(hospital: Hospital) -> Cases:
@@ -225,12 +241,13 @@ def train_rounds(
     settings: CaseStudySettings,
     steps_per_round: int,
     seed: int,
+    rounds: int | None = None,
 ) -> Tensors:
-    """`settings.rounds` rounds of `train_vlm_update` on `cases` (class-balanced), each
-    continuing from the last one's adapter with a fresh optimizer and its own seed; returns the
-    full final adapter."""
+    """`rounds` (default `settings.alone_rounds`) rounds of `train_vlm_update` on `cases`
+    (class-balanced), each continuing from the last one's adapter with a fresh optimizer and
+    its own seed; returns the full final adapter."""
     adapter = dict(start)
-    for round_ in range(settings.rounds):
+    for round_ in range(settings.alone_rounds if rounds is None else rounds):
         config = settings.train_config(steps_per_round, seed=seed * 1000 + round_)
         update = train_vlm_update(adapted, adapter, cases.samples, config, cases.balanced_weights)
         adapter = {**adapter, **update.tensors}
@@ -251,13 +268,13 @@ def alone_arms(
     test: Cases,
     settings: CaseStudySettings,
 ) -> list[ArmResult]:
-    """Each hospital trains alone on its own data for rounds x steps_per_round steps."""
+    """Each hospital trains alone on its own data for alone_rounds x alone_round_steps steps."""
     initial = initial_global_adapter(adapted)
     results = []
     for i, hospital in enumerate(hospitals):
         start = time.perf_counter()
         adapter = train_rounds(
-            adapted, initial, hospital, settings, settings.steps_per_round, seed=i + 1
+            adapted, initial, hospital, settings, settings.alone_round_steps, seed=i + 1
         )
         result = evaluate_arm(adapted, test, adapter, f"alone: {hospital.name}")
         result.wall_s = time.perf_counter() - start
@@ -272,18 +289,41 @@ def pooled_arm(
     settings: CaseStudySettings,
 ) -> ArmResult:
     """All hospitals' data in one place, trained for the same total steps as all hospitals
-    together (hospitals x rounds x steps_per_round)."""
+    alone together (hospitals x alone_rounds x alone_round_steps)."""
     start = time.perf_counter()
+    result = evaluate_arm(adapted, test, pooled_adapter(adapted, hospitals, settings), "pooled")
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def pooled_adapter(
+    adapted: VisionAdaptedModel, hospitals: Sequence[Cases], settings: CaseStudySettings
+) -> Tensors:
     pooled = Cases(
         "pooled",
         [s for h in hospitals for s in h.samples],
         [d for h in hospitals for d in h.dialogues],
     )
-    steps = settings.steps_per_round * len(hospitals)
-    adapter = train_rounds(adapted, initial_global_adapter(adapted), pooled, settings, steps, 0)
-    result = evaluate_arm(adapted, test, adapter, "pooled")
-    result.wall_s = time.perf_counter() - start
-    return result
+    steps = settings.alone_round_steps * len(hospitals)
+    return train_rounds(adapted, initial_global_adapter(adapted), pooled, settings, steps, 0)
+
+
+def leave_one_out(
+    adapted: VisionAdaptedModel,
+    hospitals: list[Cases],
+    test: Cases,
+    settings: CaseStudySettings,
+    pooled: ArmResult,
+) -> list[float]:
+    """Each hospital's data value: `pooled`'s test accuracy minus that of the pooled training
+    (same seed, same steps per hospital) over every other hospital's cases."""
+    values = []
+    for i in range(len(hospitals)):
+        others = [h for j, h in enumerate(hospitals) if j != i]
+        adapted.set_adapter(pooled_adapter(adapted, others, settings))
+        predicted = predict_candidates(adapted, test.samples, SHORT_ANSWERS)
+        values.append(pooled.accuracy - hit_rate(predicted, [s.label for s in test.samples]))
+    return values
 
 
 def hospital_rows(hospitals: list[Cases]) -> list[HospitalRow]:
@@ -335,13 +375,21 @@ def run_local_arms(
         "alone": sum(r.wall_s for r in alone),
         "pooled": pooled.wall_s,
     }
+    rows = hospital_rows(hospitals)
+    if settings.leave_one_out and len(hospitals) > 1:
+        start = time.perf_counter()
+        for row, value in zip(
+            rows, leave_one_out(adapted, hospitals, test, settings, pooled), strict=False
+        ):
+            row.loo_value = value
+        walls["leave-one-out"] = time.perf_counter() - start
     return CaseStudyResults(
         settings=settings,
         base_model=str(prepared.base_dir),
         base=base,
         alone=alone,
         pooled=pooled,
-        hospitals=hospital_rows(hospitals),
+        hospitals=rows,
         display=display_cases(test),
         wall_times=walls,
     )

@@ -4,7 +4,8 @@ other federation (`VisionLearner` instead of `TextLearner`), on the embedded cha
 Then `run_case_study`: all four arms and the report."""
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,8 +26,10 @@ from edgetune.casestudy.hospitals import balanced_test_set
 from edgetune.casestudy.report import write_report
 from edgetune.casestudy.results import ETHER, CaseStudyResults, HospitalRow, Pool
 from edgetune.casestudy.settings import CaseStudySettings
-from edgetune.chain.connect import connect
+from edgetune.casestudy.summary import write_summary
+from edgetune.chain.connect import Chain, connect
 from edgetune.chain.history import load_history
+from edgetune.chain.nodes import AnvilNode, free_port
 from edgetune.chain.types import SCORE_SCALE, TaskConfig
 from edgetune.learning import AdapterSpec, TrainConfig
 from edgetune.learning.vision.encode import VisionSample
@@ -92,9 +95,10 @@ def run_collaborative(
     hospitals: Sequence[HospitalData],
     test: Sequence[VisionSample],
     candidates: dict[str, str],
+    chain: Chain,
     log: Callable[[str], None] = print,
 ) -> FederationResult:
-    """Deploy, publish the VLM task, run one agent per hospital until the last round.
+    """Deploy, publish the VLM task on `chain`, run one agent per hospital until the last round.
     With the plan's "accuracy" utility validators value updates by accuracy over `candidates`
     (the diagnoses) on their audit cases (else by answer loss, which moves even at toy scale,
     where accuracy on 5 cases does not)."""
@@ -118,7 +122,7 @@ def run_collaborative(
 
     return execute_in_process(
         plan,
-        connect("embedded"),
+        chain,
         test_metric,  # type: ignore[arg-type]
         log,
         learner,  # type: ignore[arg-type]
@@ -156,7 +160,7 @@ def run_case_study(
     train = settings.train_config(settings.steps_per_round, seed=settings.seed)
     plan = collaborative_plan(
         base_dir,
-        adapted.spec,
+        replace(adapted.spec, server_momentum=settings.server_momentum),
         hospital_data,
         train,
         settings.rounds,
@@ -164,16 +168,57 @@ def run_case_study(
         harm_tolerance=settings.harm_tolerance,
         diagnosis_scored=settings.utility == "accuracy",
     )
-    collaboration = run_collaborative(plan, hospital_data, test.samples, SHORT_ANSWERS, log)
-    task_id = collaboration.task.task_id
-    final = collaboration.agents[0].fetch_global(collaboration.owner.status(task_id))
+    with collaboration_chain(settings.chain, workdir) as chain:
+        collaboration = run_collaborative(
+            plan, hospital_data, test.samples, SHORT_ANSWERS, chain, log
+        )
+        task_id = collaboration.task.task_id
+        final = collaboration.agents[0].fetch_global(collaboration.owner.status(task_id))
+        results.pool = _add_rewards(results.hospitals, collaboration)
     results.collaborative = evaluate_arm(adapted, test, final, "collaborative")
     results.by_round = [
         (r, accuracy) for r, (_, accuracy) in sorted(collaboration.test_metrics.items())
     ]
-    results.pool = _add_rewards(results.hospitals, collaboration)
+    results.federation = collaboration
     results.wall_times["collaborative"] = time.perf_counter() - started
     return write_report(results, out_dir), results
+
+
+@contextmanager
+def collaboration_chain(kind: str, workdir: Path) -> Iterator[Chain]:
+    """The chain the collaborative arm runs on: a fresh local anvil (stopped afterwards, its
+    state in `workdir`, saved only at exit: nobody restarts it) or the in-process embedded
+    chain (py-evm, ~10x slower per transaction, but readable after the run)."""
+    if kind == "embedded":
+        yield connect("embedded")
+        return
+    state = workdir / "anvil-state.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.unlink(missing_ok=True)
+    with AnvilNode(port=free_port(), state_file=state, state_interval=86_400) as node:
+        yield connect("anvil", url=node.url)
+
+
+def run_case_studies(
+    settings: CaseStudySettings,
+    seeds: Sequence[int],
+    out_dir: Path,
+    workdir: Path,
+    cache_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, list[CaseStudyResults]]:
+    """`run_case_study` once per seed (its report in `out_dir/seed-N/`), then the summary
+    over all seeds (`out_dir/case-study.md`); returns its path and every seed's results."""
+    runs = []
+    for seed in seeds:
+        log(f"seed {seed}")
+        seeded = replace(settings, seed=seed)
+        runs.append(
+            run_case_study(
+                seeded, out_dir / f"seed-{seed}", workdir / f"seed-{seed}", cache_dir, log
+            )[1]
+        )
+    return write_summary(runs, out_dir), runs
 
 
 def _add_rewards(rows: list[HospitalRow], collaboration: FederationResult) -> Pool:

@@ -274,7 +274,7 @@ def _accuracy_per_arm(arms: list[ArmResult], path: Path) -> None:
     ax.set_ylabel("test accuracy")
     ax.set_title("Diagnosis accuracy per arm (balanced test set)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _arm_colours(arms: list[ArmResult]) -> list[str]:
@@ -283,19 +283,24 @@ def _arm_colours(arms: list[ArmResult]) -> list[str]:
 
 
 def _finding_heatmap(arms: list[ArmResult], path: Path) -> None:
-    """Accuracy per finding (columns) and arm (rows), each cell annotated."""
     grid = np.array([[a.per_finding.get(f, np.nan) for f in FINDINGS] for a in arms])
-    fig = Figure(figsize=(1.3 * len(FINDINGS) + 3, 0.45 * len(arms) + 1.5))
+    title = "Accuracy per finding and arm (balanced test set)"
+    finding_heatmap([a.name for a in arms], grid, title, path)
+
+
+def finding_heatmap(rows: list[str], grid: np.ndarray, title: str, path: Path) -> None:
+    """Accuracy per finding (columns) and arm (`rows`), each cell annotated."""
+    fig = Figure(figsize=(1.3 * len(FINDINGS) + 3, 0.45 * len(rows) + 1.5))
     ax = fig.subplots()
     image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(FINDINGS)), FINDINGS)
-    ax.set_yticks(range(len(arms)), [a.name for a in arms])
+    ax.set_yticks(range(len(rows)), rows)
     for (row, col), value in np.ndenumerate(grid):
         text = "-" if np.isnan(value) else f"{value:.2f}"
         ax.text(col, row, text, ha="center", va="center", color="white" if value < 0.6 else "k")
     fig.colorbar(image, ax=ax, label="accuracy")
-    ax.set_title("Accuracy per finding and arm (balanced test set)")
-    _save(fig, path)
+    ax.set_title(title)
+    save_figure(fig, path)
 
 
 def _samples_figure(cases: list[DisplayCase], arms: list[ArmResult], path: Path) -> None:
@@ -309,7 +314,7 @@ def _samples_figure(cases: list[DisplayCase], arms: list[ArmResult], path: Path)
         ax.set_title(
             f"{case.finding}\nQ: {_wrap(case.question)}\n{best.name}: {_wrap(answer)}", fontsize=7
         )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _by_round_figure(results: CaseStudyResults, path: Path) -> None:
@@ -324,7 +329,7 @@ def _by_round_figure(results: CaseStudyResults, path: Path) -> None:
     ax.set_ylabel("test accuracy")
     ax.set_title("Collaborative accuracy by round")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _reward_figure(hospitals: list[HospitalRow], path: Path) -> None:
@@ -334,7 +339,7 @@ def _reward_figure(hospitals: list[HospitalRow], path: Path) -> None:
     ax.bar([h.name for h in hospitals], [h.reward_wei / ETHER for h in hospitals], color=colors)
     ax.set_ylabel("on-chain reward (ETH)")
     ax.set_title("Reward per hospital (red: noisy labels)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _wrap(text: str, width: int = 34) -> str:
@@ -348,6 +353,6 @@ def _wrap(text: str, width: int = 34) -> str:
     return "\n".join([*lines, line])
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)

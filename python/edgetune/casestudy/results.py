@@ -3,11 +3,15 @@ with what the collaborative run paid them (wei), and the task's pool. `run_local
 everything but the collaborative parts, which `run_case_study` adds."""
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from edgetune.casestudy.settings import CaseStudySettings
+
+if TYPE_CHECKING:
+    from edgetune.agent.federation import FederationResult
 
 ETHER = 10**18  # wei
 Tensors = dict[str, torch.Tensor]
@@ -52,7 +56,8 @@ class DisplayCase:
 class HospitalRow:
     """One hospital's data in the report; the collaborative run adds its median Shapley score
     by round (from round 1; None: its update was left out as harmful, or the round found no
-    consensus) and its on-chain reward."""
+    consensus) and its on-chain reward; `loo_value` is its data's leave-one-out value
+    (`leave_one_out`)."""
 
     name: str
     size: int
@@ -60,6 +65,7 @@ class HospitalRow:
     noise_rate: float
     shapley_by_round: list[float | None] | None = None
     reward_wei: int | None = None
+    loo_value: float | None = None
 
     @property
     def noisy(self) -> bool:
@@ -92,6 +98,9 @@ class CaseStudyResults:
     collaborative: ArmResult | None = None
     by_round: list[tuple[int, float]] = field(default_factory=list)
     pool: Pool | None = None
+    # The collaborative run itself (chain client, task, store), for whoever checks the report
+    # against the chain.
+    federation: "FederationResult | None" = field(default=None, repr=False)
 
     @property
     def arms(self) -> list[ArmResult]:

@@ -8,6 +8,8 @@ from edgetune.learning import TrainConfig
 from edgetune.learning.vision.evaluate import TEXT_TOKENS
 from edgetune.learning.vision.model import VisionRecipe
 
+Scenario = Literal["headroom", "dominant"]
+
 
 class CaseStudySettingsError(EdgetuneError):
     """A case-study setting is out of range."""
@@ -15,20 +17,40 @@ class CaseStudySettingsError(EdgetuneError):
 
 @dataclass(frozen=True)
 class CaseStudySettings:
-    """Everything that decides the case study's numbers; `quick()` and `full()` are the two
-    documented runs. Pre-training knobs are the owner's and name the cached base model."""
+    """Everything that decides the case study's numbers; `quick_run()` and `full_run()` are the
+    two documented runs, each in two scenarios. Pre-training knobs are the owner's and name the
+    cached base model.
+
+    Scenarios: "headroom" (the default), comparable hospitals whose label-skewed case mixes
+    each lack a finding (`label_skewed_hospitals`), so that no hospital alone sees every
+    finding; "dominant", one hospital holding most cases and the only broad mix, where pooling
+    gains little (issue 4's scenario, kept to show the protocol against a noisy party)."""
 
     quick: bool
+    scenario: Scenario = "headroom"
     language_model: str = "tiny"  # or "smollm2", or a causal LM folder (see resolve_base_model)
     image_size: int = 64
-    hospitals: int = 3
-    hospital_sizes: tuple[int, ...] = (160, 100, 100)
-    alpha: float = 0.5
+    hospitals: int = 5
+    hospital_sizes: tuple[int, ...] = (200, 160, 120, 100, 80)
+    alpha: float = 0.3
     noisy_hospital: int | None = 2
     noise_rate: float = 0.6
     test_per_class: int = 20
-    rounds: int = 5
-    steps_per_round: int = 30
+    rounds: int = 15
+    steps_per_round: int = 10
+    # The collaborative task's FedAvgM momentum (AdapterSpec.server_momentum): the measured
+    # remedy for label skew (docs/label-skew.md).
+    server_momentum: float = 0.5
+    # A hospital alone trains alone_rounds x alone_round_steps steps (a fresh optimizer each
+    # round); the pooled arm as many rounds of hospitals x alone_round_steps steps. Chosen on a
+    # validation split like the collaborative schedule above.
+    alone_rounds: int = 5
+    alone_round_steps: int = 30
+    # Where the collaborative arm's contract runs: a local anvil, or the in-process py-evm
+    # chain (tests: no node to start, and the events stay readable after the run).
+    chain: Literal["anvil", "embedded"] = "anvil"
+    # Value each hospital's data by leave-one-out (one pooled training per hospital).
+    leave_one_out: bool = True
     lr: float = 1e-2
     rank: int = 8
     batch_size: int = 16
@@ -59,7 +81,12 @@ class CaseStudySettings:
             or 0 <= self.noisy_hospital < self.hospitals,
             "noise_rate in [0, 1]": 0 <= self.noise_rate <= 1,
             "test_per_class >= 1": self.test_per_class >= 1,
+            "scenario is headroom or dominant": self.scenario in ("headroom", "dominant"),
+            "chain is anvil or embedded": self.chain in ("anvil", "embedded"),
             "rounds >= 1 and steps_per_round >= 1": self.rounds >= 1 and self.steps_per_round >= 1,
+            "alone_rounds >= 1 and alone_round_steps >= 1": self.alone_rounds >= 1
+            and self.alone_round_steps >= 1,
+            "server_momentum in [0, 1)": 0 <= self.server_momentum < 1,
             "lr > 0": self.lr > 0,
             "rank >= 1 and batch_size >= 1": self.rank >= 1 and self.batch_size >= 1,
             "image_size a positive multiple of 8": self.image_size > 0 and self.image_size % 8 == 0,
@@ -74,21 +101,33 @@ class CaseStudySettings:
             raise CaseStudySettingsError(f"case-study settings violate: {', '.join(failed)}")
 
     @classmethod
-    def quick_run(cls) -> "CaseStudySettings":
-        """The quick run: all four arms in under 10 minutes on 2 CPU cores."""
+    def quick_run(cls, scenario: Scenario = "headroom") -> "CaseStudySettings":
+        """The quick run: every arm of one seed in under 10 minutes on 2 CPU cores."""
+        if scenario == "dominant":
+            return cls(quick=True, scenario=scenario, **_DOMINANT)
         return cls(quick=True)
 
     @classmethod
-    def full_run(cls) -> "CaseStudySettings":
-        """The full run: more hospitals, data, test cases and rounds (takes longer)."""
+    def full_run(cls, scenario: Scenario = "headroom") -> "CaseStudySettings":
+        """The full run: more data, test cases and rounds (takes longer)."""
+        if scenario == "dominant":
+            full = {
+                **_DOMINANT,
+                "hospitals": 4,
+                "hospital_sizes": (400, 250, 150, 150),
+                "noisy_hospital": 3,
+                "rounds": 10,
+                "steps_per_round": 40,
+                "alone_rounds": 10,
+                "alone_round_steps": 40,
+            }
+            return cls(quick=False, scenario=scenario, test_per_class=50, **full)
         return cls(
             quick=False,
-            hospitals=4,
-            hospital_sizes=(400, 250, 150, 150),
-            noisy_hospital=3,
+            hospitals=6,
+            hospital_sizes=(240, 200, 160, 120, 100, 80),
             test_per_class=50,
-            rounds=10,
-            steps_per_round=40,
+            rounds=20,
         )
 
     @property
@@ -114,3 +153,14 @@ class CaseStudySettings:
             prox_mu=prox_mu,
             lacking_answers=lacking_answers,
         )
+
+
+# Issue 4's scenario: hospital 0 holds 44% of the cases and the only broad mix; plain FedAvg.
+_DOMINANT = {
+    "hospitals": 3,
+    "hospital_sizes": (160, 100, 100),
+    "alpha": 0.5,
+    "rounds": 5,
+    "steps_per_round": 30,
+    "server_momentum": 0.0,
+}

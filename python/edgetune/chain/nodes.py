@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -32,6 +33,13 @@ HARDFORK = "cancun"  # matches evmVersion in solc_settings.json
 OP_HARDFORK = "fjord"
 # Its own chain id (the OP devnet L2's), so its deployments/<chainId>.json is not an L1 node's.
 OP_CHAIN_ID = 901
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on right now (for a node of our own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

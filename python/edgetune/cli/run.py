@@ -277,18 +277,36 @@ def case_study_command(
     language_model: Annotated[
         str, typer.Option(help="The VLM's language model: tiny | smollm2 | path to a folder")
     ] = "tiny",
+    scenario: Annotated[
+        str, typer.Option(help="headroom (label-skewed peers) | dominant (one large hospital)")
+    ] = "headroom",
+    seeds: Annotated[
+        list[int] | None, typer.Option("--seed", help="A seed to run (repeat it) [0 1 2].")
+    ] = None,
 ) -> None:
     """Medical case study: chest X-ray dialogues, four arms (base, each hospital alone, on-chain
-    collaboration, pooled), with on-chain rewards; writes the report and figures."""
+    collaboration, pooled) per seed, with on-chain rewards; writes one report per seed and a
+    summary over the seeds, with figures."""
     from dataclasses import replace
 
-    from edgetune.casestudy.collaborative import run_case_study
+    from edgetune.casestudy.collaborative import run_case_studies
     from edgetune.casestudy.settings import CaseStudySettings
 
-    settings = CaseStudySettings.full_run() if full else CaseStudySettings.quick_run()
-    settings = replace(settings, language_model=language_model)
-    out = out or Path("docs" if settings.quick else "docs/full")
-    report, _ = run_case_study(
-        settings, out, workdir, log=lambda line: console.print(line, markup=False)
+    if scenario not in ("headroom", "dominant"):
+        raise typer.BadParameter(f"--scenario must be headroom or dominant, got {scenario!r}")
+    chosen = seeds or [0, 1, 2]
+    if len(set(chosen)) != len(chosen) or min(chosen) < 0:
+        raise typer.BadParameter(f"--seed values must be distinct and >= 0, got {chosen}")
+    runs = CaseStudySettings.full_run if full else CaseStudySettings.quick_run
+    settings = replace(runs(scenario), language_model=language_model)  # type: ignore[arg-type]
+    out = out or _default_case_study_dir(settings.quick, scenario)
+    report, _ = run_case_studies(
+        settings, chosen, out, workdir, log=lambda line: console.print(line, markup=False)
     )
     console.print(f"report written to {report}")
+
+
+def _default_case_study_dir(quick: bool, scenario: str) -> Path:
+    """docs (quick) or docs/full, under docs/dominant for the second scenario."""
+    root = Path("docs") if scenario == "headroom" else Path("docs/dominant")
+    return root if quick else root / "full"

@@ -106,58 +106,69 @@ def candidate_nll(
         tokenizer(a if a.startswith(" ") else f" {a}", add_special_tokens=False)["input_ids"]
         for a in answers
     ]
-    by_question: dict[str, list[int]] = {}
-    for index, sample in enumerate(samples):
-        by_question.setdefault(sample.question, []).append(index)
-    out: list[list[float]] = [[] for _ in samples]
-    adapted.model.eval()
-    with deterministic_torch(0):
-        for question, indices in by_question.items():
-            prompt = prompt_ids(adapted.processor, samples[indices[0]].image, question)
+    prompts: dict[str, list[int]] = {}
+    for sample in samples:
+        if sample.question not in prompts:
+            prompt = prompt_ids(adapted.processor, sample.image, sample.question)
             if len(prompt) >= max_length:
                 raise DataError(
                     f"prompt of {len(prompt)} tokens does not fit max_length {max_length}"
                 )
-            fitted = [ids[: max_length - len(prompt)] for ids in answer_ids]
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-                scores = _prefixed_nll(adapted, prompt, [samples[i].image for i in chunk], fitted)
-                for i, row in zip(chunk, scores, strict=True):
-                    out[i] = row
+            prompts[sample.question] = prompt
+    out: list[list[float]] = []
+    adapted.model.eval()
+    with deterministic_torch(0):
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            batch = [prompts[s.question] for s in chunk]
+            out += _prefixed_nll(adapted, batch, [s.image for s in chunk], answer_ids, max_length)
     return out
 
 
 def _prefixed_nll(
-    adapted: VisionAdaptedModel, prompt: list[int], images: list, answers: list[list[int]]
+    adapted: VisionAdaptedModel,
+    prompts: list[list[int]],
+    images: list,
+    answers: list[list[int]],
+    max_length: int,
 ) -> list[list[float]]:
-    """One batch of images sharing `prompt`: each image's NLL of every answer."""
-    model, count = adapted.model, len(images)
+    """One batch: each image's NLL of every answer after its own prompt. Prompts of unequal
+    length are right-padded and masked, and every token gets its unpadded position, so the
+    padding changes no result."""
+    model, pad, count = adapted.model, adapted.tokenizer.pad_token_id, len(images)
+    lengths = torch.tensor([len(p) for p in prompts])
+    width = int(lengths.max())
+    prompt_mask = (torch.arange(width) < lengths[:, None]).long()
     pixels = adapted.processor.image_processor(
         [to_rgb_uint8(image) for image in images], return_tensors="pt"
     )["pixel_values"]
     first = model(
-        input_ids=torch.tensor([prompt] * count),
-        attention_mask=torch.ones(count, len(prompt), dtype=torch.long),
+        input_ids=torch.tensor([p + [pad] * (width - len(p)) for p in prompts]),
+        attention_mask=prompt_mask,
+        position_ids=torch.arange(width).expand(count, width) * prompt_mask,
         pixel_values=pixels,
         use_cache=True,
     )
-    first_logprobs = torch.log_softmax(first.logits[:, -1].double(), dim=-1)
+    last = first.logits[torch.arange(count), lengths - 1]
+    first_logprobs = torch.log_softmax(last.double(), dim=-1)
     cache = first.cache
     cache.batch_repeat_interleave(len(answers))
-    width = max(len(ids) for ids in answers)
-    pad = adapted.tokenizer.pad_token_id
-    rows = torch.tensor([ids + [pad] * (width - len(ids)) for _ in images for ids in answers])
-    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in answers] * count)
+    # An answer is cut where the row would pass max_length, as `encode_samples` cuts it.
+    fitted = [[ids[: max_length - len(p)] for ids in answers] for p in prompts]
+    tail = max(len(ids) for row in fitted for ids in row)
+    rows = torch.tensor([ids + [pad] * (tail - len(ids)) for row in fitted for ids in row])
+    mask = torch.tensor([[1] * len(ids) + [0] * (tail - len(ids)) for row in fitted for ids in row])
+    starts = lengths.repeat_interleave(len(answers))
     rest = model(
         input_ids=rows,
-        attention_mask=torch.cat([torch.ones(len(rows), len(prompt), dtype=torch.long), mask], 1),
+        attention_mask=torch.cat([prompt_mask.repeat_interleave(len(answers), 0), mask], 1),
+        position_ids=starts[:, None] + torch.arange(tail),
         cache=cache,
         use_cache=True,
     )
     logprobs = torch.log_softmax(rest.logits[:, :-1].double(), dim=-1)
     picked = logprobs.gather(-1, rows[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
-    heads = torch.tensor([ids[0] for ids in answers] * count)
-    head = first_logprobs.repeat_interleave(len(answers), 0).gather(-1, heads[:, None])[:, 0]
+    head = first_logprobs.repeat_interleave(len(answers), 0).gather(-1, rows[:, :1])[:, 0]
     nll = -(head + picked.sum(-1))
     return [nll[b * len(answers) : (b + 1) * len(answers)].tolist() for b in range(count)]
 
