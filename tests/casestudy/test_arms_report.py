@@ -14,9 +14,9 @@ from edgetune.casestudy.arms import (
     hospital_samples,
     load_adapted,
     prepare_base,
-    rouge_l,
     scenario_hospitals,
 )
+from edgetune.casestudy.dialogues import rouge_l
 from edgetune.casestudy.hospitals import lacked_findings
 from edgetune.casestudy.report import FIGURES, REPORT_NAME, write_report
 from edgetune.casestudy.results import (

@@ -182,3 +182,39 @@ def _earliest_keyword(text: str) -> str | None:
             if hit and (best is None or hit.start() < best[0]):
                 best = (hit.start(), finding)
     return None if best is None else best[1]
+
+
+def mean_rouge(candidates: list[str], references: list[str]) -> float:
+    return float(np.mean([rouge_l(c, r) for c, r in zip(candidates, references, strict=True)]))
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 over lower-cased whitespace tokens (punctuation stripped at token ends).
+
+    Written here because no ROUGE package is installed in the venv and the metric is a
+    longest common subsequence: a dependency would add nothing but a download.
+    """
+    cand, ref = _tokens(candidate), _tokens(reference)
+    if not cand or not ref:
+        return 0.0
+    lcs = _lcs_length(cand, ref)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(cand), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _tokens(text: str) -> list[str]:
+    words = (w.strip(".,;:!?()\"'").lower() for w in text.split())
+    return [w for w in words if w]
+
+
+def _lcs_length(a: list[str], b: list[str]) -> int:
+    """Classic O(len(a)·len(b)) dynamic programme, one row at a time."""
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
