@@ -3,8 +3,10 @@ model together through exactly the same plan, executor, contract, content store 
 other federation (`VisionLearner` instead of `TextLearner`), on the embedded chain in one process.
 Then `run_case_study`: all four arms and the report."""
 
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +21,7 @@ from edgetune.casestudy.arms import (
     SHORT_ANSWERS,
     evaluate_arm,
     prepare_arms,
+    prepare_base,
     run_local_arms,
     to_cases,
 )
@@ -206,19 +209,50 @@ def run_case_studies(
     workdir: Path,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    jobs: int = 1,
 ) -> tuple[Path, list[CaseStudyResults]]:
-    """`run_case_study` once per seed (its report in `out_dir/seed-N/`), then the summary
-    over all seeds (`out_dir/case-study.md`); returns its path and every seed's results."""
-    runs = []
-    for seed in seeds:
-        log(f"seed {seed}")
-        seeded = replace(settings, seed=seed)
-        runs.append(
-            run_case_study(
-                seeded, out_dir / f"seed-{seed}", workdir / f"seed-{seed}", cache_dir, log
-            )[1]
-        )
+    """`run_case_study` once per seed (its report in `out_dir/seed-N/`), `jobs` seeds at a time
+    in worker processes of one thread each, then the summary over all seeds
+    (`out_dir/case-study.md`); returns its path and every seed's results."""
+    prepare_base(settings, cache_dir)  # once, before workers would race to build the cache
+    if jobs <= 1 or len(seeds) <= 1:
+        runs = [_one_seed(settings, s, out_dir, workdir, cache_dir, log) for s in seeds]
+    else:
+        spawn = multiprocessing.get_context("spawn")  # no forked torch or chain state
+        with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
+            futures = [
+                pool.submit(_seed_in_worker, settings, s, out_dir, workdir, cache_dir)
+                for s in seeds
+            ]
+            runs = [future.result() for future in futures]
     return write_summary(runs, out_dir), runs
+
+
+def _one_seed(
+    settings: CaseStudySettings,
+    seed: int,
+    out_dir: Path,
+    workdir: Path,
+    cache_dir: Path | None,
+    log: Callable[[str], None],
+) -> CaseStudyResults:
+    log(f"seed {seed}")
+    seeded = replace(settings, seed=seed)
+    where = f"seed-{seed}"
+    return run_case_study(seeded, out_dir / where, workdir / where, cache_dir, log)[1]
+
+
+def _seed_in_worker(
+    settings: CaseStudySettings, seed: int, out_dir: Path, workdir: Path, cache_dir: Path | None
+) -> CaseStudyResults:
+    torch.set_num_threads(1)
+
+    def log(line: str) -> None:
+        print(f"[seed {seed}] {line}", flush=True)
+
+    results = _one_seed(settings, seed, out_dir, workdir, cache_dir, log)
+    results.federation = None  # a chain client does not cross processes
+    return results
 
 
 def _add_rewards(rows: list[HospitalRow], collaboration: FederationResult) -> Pool:

@@ -36,7 +36,7 @@ class CaseStudySettings:
     noisy_hospital: int | None = 2
     noise_rate: float = 0.6
     test_per_class: int = 20
-    rounds: int = 15
+    rounds: int = 30
     steps_per_round: int = 10
     # The collaborative task's FedAvgM momentum (AdapterSpec.server_momentum): the measured
     # remedy for label skew (docs/label-skew.md).
@@ -127,7 +127,7 @@ class CaseStudySettings:
             hospitals=6,
             hospital_sizes=(240, 200, 160, 120, 100, 80),
             test_per_class=50,
-            rounds=20,
+            rounds=40,
         )
 
     @property

@@ -283,6 +283,9 @@ def case_study_command(
     seeds: Annotated[
         list[int] | None, typer.Option("--seed", help="A seed to run (repeat it) [0 1 2].")
     ] = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="Seeds run at once, one process and core each.")
+    ] = 1,
 ) -> None:
     """Medical case study: chest X-ray dialogues, four arms (base, each hospital alone, on-chain
     collaboration, pooled) per seed, with on-chain rewards; writes one report per seed and a
@@ -301,7 +304,12 @@ def case_study_command(
     settings = replace(runs(scenario), language_model=language_model)  # type: ignore[arg-type]
     out = out or _default_case_study_dir(settings.quick, scenario)
     report, _ = run_case_studies(
-        settings, chosen, out, workdir, log=lambda line: console.print(line, markup=False)
+        settings,
+        chosen,
+        out,
+        workdir,
+        log=lambda line: console.print(line, markup=False),
+        jobs=jobs,
     )
     console.print(f"report written to {report}")
 
