@@ -265,3 +265,26 @@ def test_the_headroom_scenario_skews_every_hospital_and_the_dominant_one_does_no
     seed, hospitals = scenario_hospitals(dominant)
     assert seed == dominant.seed and [len(h.samples) for h in hospitals] == [160, 100, 100]
     assert not all(lacked_findings(h) for h in hospitals)  # hospital 0 has the broad mix
+
+
+def test_set_overrides_parse_each_field_by_its_type() -> None:
+    settings = CaseStudySettings.quick_run().overridden(
+        ["hospitals=2", "hospital_sizes=10,8", "noisy_hospital=none", "leave_one_out=false"]
+    )
+    assert (settings.hospitals, settings.hospital_sizes) == (2, (10, 8))
+    assert settings.noisy_hospital is None and settings.leave_one_out is False
+
+
+@pytest.mark.parametrize(
+    ("assignment", "named"),
+    [
+        ("colour=red", "NAME=VALUE"),
+        ("seed=3", "NAME=VALUE"),
+        ("rounds=many", "rounds=many"),
+        ("leave_one_out=yes", "true or false"),
+        ("rounds=0", "violate"),
+    ],
+)
+def test_a_bad_override_is_refused_by_name(assignment: str, named: str) -> None:
+    with pytest.raises(CaseStudySettingsError, match=named):
+        CaseStudySettings.quick_run().overridden([assignment])

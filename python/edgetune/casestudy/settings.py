@@ -1,5 +1,6 @@
 """What decides the case study's numbers: `CaseStudySettings`, with the two documented runs."""
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -130,6 +131,22 @@ class CaseStudySettings:
             rounds=40,
         )
 
+    def overridden(self, assignments: list[str]) -> "CaseStudySettings":
+        """These settings with `NAME=VALUE` assignments applied, each value parsed as its
+        field's type (a tuple as comma-separated ints, `none` for an optional hospital); an
+        unknown name or an unparsable value is a `CaseStudySettingsError` naming it."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        changes: dict[str, object] = {}
+        for assignment in assignments:
+            name, sep, text = assignment.partition("=")
+            if not sep or name not in fields or name in ("quick", "seed"):
+                raise CaseStudySettingsError(
+                    f"--set {assignment!r}: expected NAME=VALUE with NAME one of "
+                    f"{', '.join(n for n in fields if n not in ('quick', 'seed'))}"
+                )
+            changes[name] = _parse(name, text, getattr(self, name))
+        return dataclasses.replace(self, **changes)
+
     @property
     def max_length(self) -> int:
         """Token budget per sample: every image token plus room for question and answer."""
@@ -164,3 +181,19 @@ _DOMINANT = {
     "steps_per_round": 30,
     "server_momentum": 0.0,
 }
+
+
+def _parse(name: str, text: str, current: object) -> object:
+    """`text` as the type of the field's current value."""
+    try:
+        if isinstance(current, bool):
+            if text not in ("true", "false"):
+                raise ValueError("expected true or false")
+            return text == "true"
+        if isinstance(current, tuple):
+            return tuple(int(part) for part in text.split(","))
+        if name == "noisy_hospital":
+            return None if text == "none" else int(text)
+        return type(current)(text)
+    except ValueError as error:
+        raise CaseStudySettingsError(f"--set {name}={text}: {error}") from None

@@ -284,12 +284,18 @@ def case_study_command(
         list[int] | None, typer.Option("--seed", help="A seed to run (repeat it) [0 1 2].")
     ] = None,
     jobs: Annotated[
-        int, typer.Option(min=1, help="Seeds run at once, one process and core each.")
-    ] = 1,
+        int | None,
+        typer.Option(min=1, help="Seeds run at once, one process and core each [cores]."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="NAME=VALUE: change one setting (repeat it), e.g. rounds=3."),
+    ] = None,
 ) -> None:
     """Medical case study: chest X-ray dialogues, four arms (base, each hospital alone, on-chain
     collaboration, pooled) per seed, with on-chain rewards; writes one report per seed and a
     summary over the seeds, with figures."""
+    import os
     from dataclasses import replace
 
     from edgetune.casestudy.collaborative import run_case_studies
@@ -302,6 +308,8 @@ def case_study_command(
         raise typer.BadParameter(f"--seed values must be distinct and >= 0, got {chosen}")
     runs = CaseStudySettings.full_run if full else CaseStudySettings.quick_run
     settings = replace(runs(scenario), language_model=language_model)  # type: ignore[arg-type]
+    settings = settings.overridden(overrides or [])
+    jobs = jobs or min(len(chosen), os.cpu_count() or 1)
     out = out or _default_case_study_dir(settings.quick, scenario)
     report, _ = run_case_studies(
         settings,

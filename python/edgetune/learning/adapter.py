@@ -45,7 +45,7 @@ class AdaptedModel:
         """Copy of the adapter tensors (float32); `trained_only` gives what is exchanged."""
         state = get_peft_model_state_dict(self.model)
         keys = trained_keys(self.spec, state) if trained_only else sorted(state)
-        return {k: state[k].detach().to(torch.float32).contiguous().clone() for k in keys}
+        return {k: state[k].detach().to("cpu", torch.float32).contiguous().clone() for k in keys}
 
     def set_adapter(self, tensors: Mapping[str, torch.Tensor]) -> None:
         """Load adapter tensors (a full global, or only the trained keys over the current A)."""

@@ -24,7 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from edgetune.learning.corpus import generic_corpus
-from edgetune.learning.errors import BaseModelMismatch, BaseModelUnavailable
+from edgetune.learning.errors import BaseModelMismatch, BaseModelUnavailable, LearningError
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -282,6 +282,22 @@ def deterministic_torch(seed: int, threads: int | None = 1) -> Iterator[None]:
     finally:
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(was_deterministic)
+
+
+def compute_device() -> torch.device:
+    """Where models train and evaluate: `$EDGETUNE_DEVICE` (cpu by default; cuda or cuda:N on a
+    GPU machine, see bench/gpu_case_study.sh). Adapters, aggregation and hashes stay on the CPU,
+    so the bytes a task exchanges do not depend on it."""
+    name = os.environ.get("EDGETUNE_DEVICE", "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LearningError(f"EDGETUNE_DEVICE={name!r} is not a torch device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LearningError(f"EDGETUNE_DEVICE={name!r} but torch sees no CUDA device")
+    if device.type not in ("cpu", "cuda"):
+        raise LearningError(f"EDGETUNE_DEVICE={name!r}: only cpu and cuda are supported")
+    return device
 
 
 @contextlib.contextmanager

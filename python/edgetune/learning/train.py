@@ -120,6 +120,7 @@ def fit(
         order = batch_order(len(rows), config, generator, weights)
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         anchor = [p.detach().clone() for p in params] if config.prox_mu else []
+        device = params[0].device
         model.train()
         with (
             Progress(disable=not config.progress, transient=True) as progress,
@@ -128,6 +129,7 @@ def fit(
             task = progress.add_task("training", total=config.steps)
             for batch_ids in order:
                 batch = collate_batch([rows[i] for i in batch_ids])
+                batch = {k: v.to(device) for k, v in batch.items()}
                 restricted.prepare(batch)
                 loss = model(**batch).loss
                 if anchor:

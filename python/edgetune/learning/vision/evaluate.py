@@ -142,14 +142,15 @@ def _prefixed_nll(
     pixels = adapted.processor.image_processor(
         [to_rgb_uint8(image) for image in images], return_tensors="pt"
     )["pixel_values"]
+    device = model.device
     first = model(
-        input_ids=torch.tensor([p + [pad] * (width - len(p)) for p in prompts]),
-        attention_mask=prompt_mask,
-        position_ids=torch.arange(width).expand(count, width) * prompt_mask,
-        pixel_values=pixels,
+        input_ids=torch.tensor([p + [pad] * (width - len(p)) for p in prompts], device=device),
+        attention_mask=prompt_mask.to(device),
+        position_ids=(torch.arange(width).expand(count, width) * prompt_mask).to(device),
+        pixel_values=pixels.to(device),
         use_cache=True,
     )
-    last = first.logits[torch.arange(count), lengths - 1]
+    last = first.logits[torch.arange(count), lengths - 1].cpu()
     first_logprobs = torch.log_softmax(last.double(), dim=-1)
     cache = first.cache
     cache.batch_repeat_interleave(len(answers))
@@ -160,13 +161,15 @@ def _prefixed_nll(
     mask = torch.tensor([[1] * len(ids) + [0] * (tail - len(ids)) for row in fitted for ids in row])
     starts = lengths.repeat_interleave(len(answers))
     rest = model(
-        input_ids=rows,
-        attention_mask=torch.cat([prompt_mask.repeat_interleave(len(answers), 0), mask], 1),
-        position_ids=starts[:, None] + torch.arange(tail),
+        input_ids=rows.to(device),
+        attention_mask=torch.cat([prompt_mask.repeat_interleave(len(answers), 0), mask], 1).to(
+            device
+        ),
+        position_ids=(starts[:, None] + torch.arange(tail)).to(device),
         cache=cache,
         use_cache=True,
     )
-    logprobs = torch.log_softmax(rest.logits[:, :-1].double(), dim=-1)
+    logprobs = torch.log_softmax(rest.logits[:, :-1].cpu().double(), dim=-1)
     picked = logprobs.gather(-1, rows[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
     head = first_logprobs.repeat_interleave(len(answers), 0).gather(-1, rows[:, :1])[:, 0]
     nll = -(head + picked.sum(-1))
@@ -189,5 +192,6 @@ def answer_nll(
         for start in range(0, len(rows), batch_size):
             batch = collate_rows(rows[start : start + batch_size], adapted.tokenizer.pad_token_id)
             labels = batch.pop("labels")
-            out += labelled_nll(adapted.model(**batch).logits, labels)
+            batch = {k: v.to(adapted.model.device) for k, v in batch.items()}
+            out += labelled_nll(adapted.model(**batch).logits.cpu(), labels)
     return out

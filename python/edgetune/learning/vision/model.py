@@ -46,6 +46,7 @@ from edgetune.learning.config import AdapterMode
 from edgetune.learning.model import (
     _offline,
     base_model_files,
+    compute_device,
     default_cache_dir,
     deterministic_torch,
     files_hash,
@@ -276,6 +277,7 @@ def attach_vlm_adapter(base: VisionBaseModel, spec: AdapterSpec) -> VisionAdapte
     ]
     if outside:
         raise InvalidConfig(f"AdapterSpec adapts modules outside the language model: {outside[0]}")
+    adapted.model.to(compute_device())
     return VisionAdaptedModel(adapted.model, adapted.tokenizer, adapted.spec, base.processor)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from edgetune.learning import DataError, TrainConfig, TrainResult
-from edgetune.learning.model import default_cache_dir, deterministic_torch
+from edgetune.learning.model import compute_device, default_cache_dir, deterministic_torch
 from edgetune.learning.train import fit, train_adapter, trainable_parameters
 from edgetune.learning.vision.encode import (
     Sample,
@@ -98,7 +98,7 @@ def pretrain_base(
     if (dest / "config.json").is_file():
         return dest
     base = load_vlm(vlm_dir)
-    model = base.model
+    model = base.model.to(compute_device())
     samples = [(image, CAPTION_QUESTION, caption) for image, caption in image_caption_pairs]
     rows = encode_samples(
         base.processor, samples, max_length=model.config.text_config.max_position_embeddings
@@ -110,7 +110,7 @@ def pretrain_base(
             config = TrainConfig(steps=stage_steps, batch_size=batch_size, lr=stage_lr, seed=seed)
             collate = partial(collate_rows, pad_id=base.tokenizer.pad_token_id)
             fit(model, rows, collate, _only_trainable(model, modules), config)
-    save_vlm(model, base.processor, dest)
+    save_vlm(model.cpu(), base.processor, dest)
     return dest
 
 
@@ -152,10 +152,11 @@ def generate_answer(
     pixels = adapted.processor.image_processor([to_rgb_uint8(image)], return_tensors="pt")
     adapted.model.eval()
     with deterministic_torch(0):
+        device = adapted.model.device
         out = adapted.model.generate(
-            input_ids=torch.tensor([ids]),
-            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-            pixel_values=pixels["pixel_values"],
+            input_ids=torch.tensor([ids], device=device),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=device),
+            pixel_values=pixels["pixel_values"].to(device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=adapted.tokenizer.pad_token_id,
