@@ -38,7 +38,7 @@ from edgetune.casestudy.hospitals import balanced_test_set
 from edgetune.casestudy.settings import CaseStudySettings
 from edgetune.casestudy.xray import FINDINGS
 from edgetune.learning import TrainConfig, initial_global_adapter
-from edgetune.learning.aggregate import adam_aggregate, momentum_aggregate
+from edgetune.learning.aggregate import adam_aggregate, aggregate, momentum_aggregate
 from edgetune.learning.evaluate import hit_rate
 from edgetune.learning.restricted import lacking_answer_ids
 from edgetune.learning.vision.evaluate import predict_candidates
@@ -49,7 +49,8 @@ from edgetune.learning.vision.train import train_vlm_update
 @dataclass(frozen=True)
 class Remedy:
     """One federated variant: local steps x rounds, FedProx mu, restricted softmax over the
-    findings a hospital lacks, FedAvgM server momentum, leaving the noisy hospital out."""
+    findings a hospital lacks, FedAvgM server momentum and server learning rate, leaving the
+    noisy hospital out."""
 
     name: str
     steps: int = 30
@@ -57,6 +58,7 @@ class Remedy:
     prox_mu: float = 0.0
     restrict: bool = False
     momentum: float = 0.0
+    server_lr: float = 1.0  # G(r-1) + server_lr * mean change + momentum * (G(r-1) - G(r-2))
     adam_lr: float = 0.0  # > 0: FedAdam's server step instead (momentum unused)
     exclude_noisy: bool = False
 
@@ -142,12 +144,27 @@ def run_remedy(
         if remedy.adam_lr:
             global_, adam = adam_aggregate(global_, updates, adam, remedy.adam_lr)
         else:
-            moved = momentum_aggregate(global_, before, updates, remedy.momentum)
-            global_, before = moved, global_
+            global_, before = server_step(global_, before, updates, remedy), global_
         run.by_round.append(score(adapted, test, global_))
         print(f"  {remedy.name} round {round_ + 1}: {run.by_round[-1].accuracy:.3f}", flush=True)
     run.wall_s = time.perf_counter() - start
     return run
+
+
+def server_step(global_: dict, before: dict | None, updates: list[dict], remedy: Remedy) -> dict:
+    """FedAvgM with a server learning rate: G(r) = G(r-1) + lr * (A - G(r-1)) + beta * (G(r-1) -
+    G(r-2)), A the plain mean aggregate. Still a function of the last two globals and the
+    round's updates only; lr 1 is exactly `momentum_aggregate`."""
+    moved = momentum_aggregate(global_, before, updates, remedy.momentum)
+    if remedy.server_lr == 1.0:
+        return moved
+    mean = aggregate(global_, updates)  # moved - mean is the momentum term alone
+    return {
+        k: (v.double() + (remedy.server_lr - 1) * (mean[k].double() - global_[k].double()))
+        .float()
+        .contiguous()
+        for k, v in moved.items()
+    }
 
 
 def _config(
