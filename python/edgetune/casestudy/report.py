@@ -58,7 +58,8 @@ def _header(results: CaseStudyResults) -> str:
     settings = results.settings
     mode = "quick" if settings.quick else "full"
     return (
-        f"# Case study: collaborative chest X-ray diagnostic dialogues ({mode} run)\n\n"
+        f"# Case study: collaborative chest X-ray diagnostic dialogues ({mode} run, "
+        f"{settings.scenario} scenario, seed {settings.seed})\n\n"
         f"{settings.hospitals} hospitals fine-tune the pinned base VLM "
         f"(`{results.base_model}`, language model: {settings.language_model}) "
         f"with LoRA; every arm starts from the same "
@@ -211,7 +212,8 @@ def _wall_table(results: CaseStudyResults) -> str:
 
 def _reproduce(results: CaseStudyResults) -> str:
     settings = results.settings
-    flags = ["--quick" if settings.quick else "--full"]
+    flags = ["--quick" if settings.quick else "--full", f"--scenario {settings.scenario}"]
+    flags.append(f"--seed {settings.seed}")
     if settings.language_model != "tiny":
         flags.append(f"--language-model {settings.language_model}")
     knobs = "\n".join(
