@@ -245,16 +245,21 @@ def _since(start: float) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    """The seeds and the label-skewed scenario `scenario` builds (both benches take them)."""
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 160, 120, 100, 80])
     parser.add_argument("--alpha", type=float, default=0.3)
     parser.add_argument("--noisy", type=int, default=2)
     parser.add_argument("--noise-rate", type=float, default=0.6)
+    parser.add_argument("--local-rounds", type=int, default=5, help="alone/pooled rounds")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_scenario_arguments(parser)
     parser.add_argument("--remedies", nargs="*", default=["fedavg"], choices=sorted(REMEDIES))
     parser.add_argument("--skip-local", action="store_true", help="no alone/pooled arms")
-    parser.add_argument("--local-rounds", type=int, default=5, help="alone/pooled rounds")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--table", type=Path, nargs="+", help="only print these results")
     args = parser.parse_args()

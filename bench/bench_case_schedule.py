@@ -22,7 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_case_remedies import Remedy, _config, scenario, score, server_step
+from bench_case_remedies import (
+    Remedy,
+    _config,
+    add_scenario_arguments,
+    scenario,
+    score,
+    server_step,
+)
 
 from edgetune.casestudy.arms import SHORT_ANSWERS, Cases, load_adapted, prepare_base, to_cases
 from edgetune.casestudy.hospitals import balanced_test_set
@@ -136,12 +143,7 @@ def chosen(points: list[dict], key: str = "val8") -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 160, 120, 100, 80])
-    parser.add_argument("--alpha", type=float, default=0.3)
-    parser.add_argument("--noisy", type=int, default=2)
-    parser.add_argument("--noise-rate", type=float, default=0.6)
-    parser.add_argument("--local-rounds", type=int, default=5)  # unused: `scenario` reads it
+    add_scenario_arguments(parser)
     parser.add_argument("--arms", nargs="+", default=["alone", "pooled"])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--table", type=Path, nargs="+", help="only print these results")
