@@ -11,6 +11,7 @@ import pytest
 from edgetune.casestudy.arms import SHORT_ANSWERS, to_cases
 from edgetune.casestudy.collaborative import HospitalData, collaborative_plan, run_collaborative
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
+from edgetune.chain.connect import connect
 from edgetune.chain.history import load_history
 from edgetune.learning import TrainConfig
 from edgetune.learning.vision.encode import VisionSample
@@ -48,7 +49,10 @@ def collaboration(tmp_path_factory):
         workdir=workdir,
         diagnosis_scored=False,  # 5 audit cases, 4 steps: accuracy does not move, loss does
     )
-    return run_collaborative(plan, hospitals, test, SHORT_ANSWERS, log=lambda _: None), base_dir
+    federation = run_collaborative(
+        plan, hospitals, test, SHORT_ANSWERS, connect("embedded"), log=lambda _: None
+    )
+    return federation, base_dir
 
 
 def test_hospitals_complete_a_paid_round_on_the_pinned_vision_model(collaboration):
