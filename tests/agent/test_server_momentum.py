@@ -8,6 +8,7 @@ import pytest
 from edgetune.agent.simulated import SimulatedConfig, run_simulated
 from edgetune.chain.connect import connect
 from edgetune.chain.history import load_history
+from edgetune.chain.nodes import AnvilNode
 from edgetune.learning import (
     AdapterSpec,
     InvalidConfig,
@@ -18,6 +19,8 @@ from edgetune.learning import (
 )
 from edgetune.storage import fetch_verified
 
+from ..ports import free_port
+
 BETA = 0.5
 
 
@@ -25,7 +28,14 @@ def test_every_global_is_the_momentum_aggregate_replayed_from_chain_events(tmp_p
     config = SimulatedConfig(
         edges=2, rounds=3, workdir=tmp_path / "sim", server_momentum=BETA, test_per_class=10
     )
-    result = run_simulated(config, connect("embedded"), log=lambda _line: None)
+    # anvil: a round of py-evm transactions took 5 s, anvil's take milliseconds
+    with AnvilNode(port=free_port(), state_file=tmp_path / "anvil-state.json") as node:
+        chain = connect("anvil", url=f"http://127.0.0.1:{node.port}")
+        result = run_simulated(config, chain, log=lambda _line: None)
+        _check_replay(result)
+
+
+def _check_replay(result) -> None:
     task_id = result.task.task_id
     history = load_history(result.owner, task_id, result.deployment_block)
     shapes = result.agents[0].learner.shapes()
