@@ -1,5 +1,6 @@
-"""The federation that the end-to-end and fairness tests share (one real run, ~1.5 min on two
-busy cores, paid once per session): six edges of real LoRA training on the embedded chain.
+"""The federation that the end-to-end and fairness tests share (one real run, paid once per
+session): six edges of real LoRA training on a local anvil (on the embedded chain its
+py-evm transactions were ~25 s of the fixture's ~60 s).
 
     edge 0  honest
     edge 1  honest, holding a copy of edge 0's training data (its own training seed): a twin
@@ -9,13 +10,17 @@ busy cores, paid once per session): six edges of real LoRA training on the embed
     edge 5  free rider: resubmits the global adapter (a zero update)
 """
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
 from edgetune.agent.federation import FederationConfig
+from edgetune.chain.connect import Chain, connect
+from edgetune.chain.nodes import AnvilNode
 from edgetune.learning import TrainConfig
 
+from ..ports import free_port
 from .federations import Chronicle, run_federation
 
 HONEST, TWIN, OTHER, LAZY, COPIER, FREE_RIDER = range(6)
@@ -32,7 +37,16 @@ MIXED = FederationConfig(
 
 
 @pytest.fixture(scope="session")
-def mixed_federation(tmp_path_factory):
+def mixed_chain(tmp_path_factory) -> Iterator[Chain]:
+    """The anvil node the shared federation runs on, kept up for the session: the tests read
+    its events after the run."""
+    state = tmp_path_factory.mktemp("mixed-anvil") / "anvil-state.json"
+    with AnvilNode(port=free_port(), state_file=state) as node:
+        yield connect("anvil", url=node.url)
+
+
+@pytest.fixture(scope="session")
+def mixed_federation(tmp_path_factory, mixed_chain):
     config = replace(MIXED, workdir=tmp_path_factory.mktemp("mixed"))
     assert [config.behaviour(i) for i in range(6)] == [
         "honest",
@@ -42,7 +56,7 @@ def mixed_federation(tmp_path_factory):
         "copier",
         "free-rider",
     ]
-    return run_federation(config, twins={TWIN: HONEST})
+    return run_federation(config, twins={TWIN: HONEST}, chain=mixed_chain)
 
 
 @pytest.fixture(scope="session")

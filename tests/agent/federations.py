@@ -22,7 +22,7 @@ from edgetune.agent.federation import (
     text_test_metric,
 )
 from edgetune.agent.launch import TRAIN_FILE
-from edgetune.chain.connect import connect
+from edgetune.chain.connect import Chain, connect
 from edgetune.chain.types import BPS, ScoreBallot
 
 from ..contracts.rounds import expected_tally as reference_tally
@@ -35,11 +35,14 @@ def run_federation(
     config: FederationConfig,
     twins: dict[int, int] | None = None,
     log: Callable[[str], None] = lambda _: None,
+    chain: Chain | None = None,
 ) -> FederationResult:
-    """The federation in one process on the embedded chain; edge i of `twins` {i: j} trains on
-    edge j's training data (with its own training seed and its own validation data)."""
-    chain = connect("embedded")
-    one_run_gas_estimates(chain)  # gasUsed is unchanged; estimating it takes one run, not ~15
+    """The federation in one process on `chain` (default: a fresh embedded chain); edge i of
+    `twins` {i: j} trains on edge j's training data (with its own training seed and its own
+    validation data)."""
+    if chain is None:
+        chain = connect("embedded")
+        one_run_gas_estimates(chain)  # gasUsed is unchanged; estimating takes one run, not ~15
     test = prepare_edge_data(config)
     plan = config.plan([account.address for account in chain.accounts])
     for twin, source in (twins or {}).items():

@@ -24,6 +24,8 @@ from .federations import (
     total_rewards,
 )
 
+pytestmark = pytest.mark.anvil  # the shared federation runs on a local anvil
+
 INT32_MAX = 2**31 - 1
 INT32_MIN_SYMMETRIC = -(2**31) + 1
 

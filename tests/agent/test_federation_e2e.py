@@ -1,9 +1,11 @@
-"""End to end on the embedded chain: six edges (among them a free rider, a copier and a lazy
+"""End to end on a local anvil: six edges (among them a free rider, a copier and a lazy
 validator, see conftest.py) x 2 rounds of real LoRA training, content-addressed storage and the
 contract. Every on-chain outcome is recomputed here from the stored bytes and the events alone
 (tests/agent/federations.py restates the rules), independently of the agents' code paths."""
 
 import hashlib
+
+import pytest
 
 from edgetune.agent.federation import FederationConfig, run_in_process
 from edgetune.chain.history import load_history
@@ -12,6 +14,8 @@ from edgetune.storage import content_cid, fetch_verified, same_cid
 
 from .conftest import COPIER
 from .federations import expected_rewards, expected_tally, rewards_of
+
+pytestmark = pytest.mark.anvil  # the shared federation runs on a local anvil
 
 
 def test_every_round_is_accepted_and_the_task_finishes(mixed_federation, mixed_chronicle):

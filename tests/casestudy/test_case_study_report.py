@@ -1,6 +1,7 @@
 """`run_case_study` end to end at toy scale: four arms, the on-chain collaborative round, and a
 report whose reward table holds what the chain paid."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,13 @@ from edgetune.casestudy.report import FIGURES
 from edgetune.casestudy.results import ETHER, CaseStudyResults
 from edgetune.casestudy.settings import CaseStudySettings
 from edgetune.casestudy.summary import SUMMARY_FIGURES
+from edgetune.chain.connect import connect
+from edgetune.chain.nodes import AnvilNode
 
 from ..agent.federations import Chronicle, expected_rewards, expected_tally
+from ..ports import free_port
+
+pytestmark = pytest.mark.anvil
 
 TOY = CaseStudySettings(
     quick=True,
@@ -29,16 +35,24 @@ TOY = CaseStudySettings(
     pretrain_steps=2,
     pretrain_tune_steps=2,  # the default 1200 end-to-end steps were 100 s of the suite
     utility="loss",
-    chain="embedded",  # the events are read again after the run
 )
 
 
 @pytest.fixture(scope="module")
-def case_studies(tmp_path_factory) -> tuple[Path, list[CaseStudyResults]]:
+def case_studies(tmp_path_factory) -> Iterator[tuple[Path, list[CaseStudyResults]]]:
     root = Path(tmp_path_factory.mktemp("case-study"))
-    return run_case_studies(
-        TOY, [3], root / "docs", root / "work", root / "models", log=lambda _: None
-    )
+    # A node kept up past the run, so the tests can read its events (on the embedded chain
+    # the round's py-evm transactions were 20 of the fixture's 35 s).
+    with AnvilNode(port=free_port(), state_file=root / "anvil-state.json") as node:
+        yield run_case_studies(
+            TOY,
+            [3],
+            root / "docs",
+            root / "work",
+            root / "models",
+            log=lambda _: None,
+            chain=connect("anvil", url=node.url),
+        )
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ import pytest
 from edgetune.casestudy.arms import SHORT_ANSWERS, to_cases
 from edgetune.casestudy.collaborative import HospitalData, collaborative_plan, run_collaborative
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
-from edgetune.chain.connect import connect
+from edgetune.chain.connect import Chain, connect
 from edgetune.chain.history import load_history
+from edgetune.chain.nodes import AnvilNode
 from edgetune.learning import TrainConfig
 from edgetune.learning.vision.encode import VisionSample
 from edgetune.learning.vision.evaluate import evaluate_vlm
@@ -25,6 +26,10 @@ from edgetune.learning.vision.model import (
     vlm_hash,
 )
 
+from ..ports import free_port
+
+pytestmark = pytest.mark.anvil
+
 
 def short(cases) -> list[VisionSample]:
     return to_cases("cases", cases).samples
@@ -33,6 +38,12 @@ def short(cases) -> list[VisionSample]:
 @pytest.fixture(scope="module")
 def collaboration(tmp_path_factory):
     workdir = Path(tmp_path_factory.mktemp("case-study"))
+    # anvil, kept up for the module's tests: py-evm took most of the fixture's 12 s
+    with AnvilNode(port=free_port(), state_file=workdir / "anvil-state.json") as node:
+        yield _collaborate(workdir, connect("anvil", url=node.url))
+
+
+def _collaborate(workdir: Path, chain: Chain):
     base_dir = ensure_tiny_vlm(cache_dir=workdir / "models")
     spec = vlm_adapter_spec(load_vlm(base_dir).model, modules=(*ALL_LINEAR, LM_HEAD))
     hospitals = [
@@ -49,9 +60,7 @@ def collaboration(tmp_path_factory):
         workdir=workdir,
         diagnosis_scored=False,  # 5 audit cases, 4 steps: accuracy does not move, loss does
     )
-    federation = run_collaborative(
-        plan, hospitals, test, SHORT_ANSWERS, connect("embedded"), log=lambda _: None
-    )
+    federation = run_collaborative(plan, hospitals, test, SHORT_ANSWERS, chain, log=lambda _: None)
     return federation, base_dir
 
 

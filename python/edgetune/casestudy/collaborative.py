@@ -138,9 +138,12 @@ def run_case_study(
     workdir: Path,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    chain: Chain | None = None,
 ) -> tuple[Path, CaseStudyResults]:
     """All four arms on one balanced test set, then the report (`out_dir/case-study.md`);
-    returns the report's path and the results it was written from."""
+    returns the report's path and the results it was written from. The collaborative arm runs
+    on `chain` if given (left running, so its events stay readable), else on a fresh
+    `collaboration_chain(settings.chain)`."""
     prepared = prepare_arms(settings, cache_dir)
     results = run_local_arms(settings, prepared=prepared)
     log("base, alone and pooled arms done")
@@ -171,9 +174,9 @@ def run_case_study(
         harm_tolerance=settings.harm_tolerance,
         diagnosis_scored=settings.utility == "accuracy",
     )
-    with collaboration_chain(settings.chain, workdir) as chain:
+    with _given_or_fresh(chain, settings.chain, workdir) as used:
         collaboration = run_collaborative(
-            plan, hospital_data, test.samples, SHORT_ANSWERS, chain, log
+            plan, hospital_data, test.samples, SHORT_ANSWERS, used, log
         )
         task_id = collaboration.task.task_id
         final = collaboration.agents[0].fetch_global(collaboration.owner.status(task_id))
@@ -202,6 +205,15 @@ def collaboration_chain(kind: str, workdir: Path) -> Iterator[Chain]:
         yield connect("anvil", url=node.url)
 
 
+@contextmanager
+def _given_or_fresh(chain: Chain | None, kind: str, workdir: Path) -> Iterator[Chain]:
+    if chain is not None:
+        yield chain
+        return
+    with collaboration_chain(kind, workdir) as fresh:
+        yield fresh
+
+
 def run_case_studies(
     settings: CaseStudySettings,
     seeds: Sequence[int],
@@ -210,13 +222,15 @@ def run_case_studies(
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
     jobs: int = 1,
+    chain: Chain | None = None,
 ) -> tuple[Path, list[CaseStudyResults]]:
     """`run_case_study` once per seed (its report in `out_dir/seed-N/`), `jobs` seeds at a time
     in worker processes of one thread each, then the summary over all seeds
-    (`out_dir/case-study.md`); returns its path and every seed's results."""
+    (`out_dir/case-study.md`); returns its path and every seed's results. A given `chain`
+    serves every seed, in this process (it does not cross into workers)."""
     prepare_base(settings, cache_dir)  # once, before workers would race to build the cache
-    if jobs <= 1 or len(seeds) <= 1:
-        runs = [_one_seed(settings, s, out_dir, workdir, cache_dir, log) for s in seeds]
+    if jobs <= 1 or len(seeds) <= 1 or chain is not None:
+        runs = [_one_seed(settings, s, out_dir, workdir, cache_dir, log, chain) for s in seeds]
     else:
         spawn = multiprocessing.get_context("spawn")  # no forked torch or chain state
         with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
@@ -235,11 +249,12 @@ def _one_seed(
     workdir: Path,
     cache_dir: Path | None,
     log: Callable[[str], None],
+    chain: Chain | None = None,
 ) -> CaseStudyResults:
     log(f"seed {seed}")
     seeded = replace(settings, seed=seed)
     where = f"seed-{seed}"
-    return run_case_study(seeded, out_dir / where, workdir / where, cache_dir, log)[1]
+    return run_case_study(seeded, out_dir / where, workdir / where, cache_dir, log, chain)[1]
 
 
 def _seed_in_worker(
