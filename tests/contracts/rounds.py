@@ -1,4 +1,4 @@
-"""Drives EdgeTune v2 rounds on the embedded chain for the contract tests (scripted edges).
+"""Drives EdgeTune v2 rounds on a local anvil (or the embedded chain) for the contract tests (scripted edges).
 
 A round is: every edge commits and reveals an update; every edge commits and reveals a score
 ballot; someone tallies; every edge commits and reveals an attestation; someone finalizes.
@@ -216,14 +216,12 @@ class TaskHarness:
     def what_if(self) -> Iterator[None]:
         """Runs the block on a snapshot of the chain and rolls it back afterwards, so a test can
         play one round two ways from the same state and compare the outcomes."""
-        tester = self.w3.provider.ethereum_tester
-        snapshot = tester.take_snapshot()
+        snapshot = take_snapshot(self.chain)
         opened, ballots = dict(self.opened), {k: list(v) for k, v in self.revealed_ballots.items()}
         try:
             yield
         finally:
-            tester.revert_to_snapshot(snapshot)
-            self.chain.forget_nonces()
+            revert_to_snapshot(self.chain, snapshot)
             self.opened, self.revealed_ballots = opened, ballots
 
     def worth(self, task_id: int, account: str) -> int:
@@ -435,3 +433,19 @@ class expect_revert:
         for key, value in self.args.items():
             assert error.values[key] == value, f"{key}: {error.values[key]} != {value}"
         return True
+
+
+def take_snapshot(chain: Chain) -> object:
+    """A snapshot of `chain`'s state to roll back to: the embedded chain's own, or anvil's."""
+    if chain.url == "embedded":
+        return chain.w3.provider.ethereum_tester.take_snapshot()
+    return chain.w3.provider.make_request("evm_snapshot", [])["result"]
+
+
+def revert_to_snapshot(chain: Chain, snapshot: object) -> None:
+    """Back to `snapshot` (on anvil it is used up), with the clients' nonces forgotten."""
+    if chain.url == "embedded":
+        chain.w3.provider.ethereum_tester.revert_to_snapshot(snapshot)
+    else:
+        chain.w3.provider.make_request("evm_revert", [snapshot])
+    chain.forget_nonces()

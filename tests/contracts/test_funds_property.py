@@ -24,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from edgetune.chain.reverts import ContractRevert
 from edgetune.chain.types import Attestation, Phase, ScoreBallot, Status, Step
 
-from .rounds import AGGREGATE, ETHER, h
+from .rounds import AGGREGATE, ETHER, h, revert_to_snapshot, take_snapshot
 
 EDGES = 4  # the last one is a stranger to allowlisted tasks
 MAX_TASKS = 3
@@ -95,12 +95,11 @@ def test_funds_are_conserved_whatever_anyone_does(harness, owner):
     accounts = [owner.sender_address, *(e.sender_address for e in edges)]
     executed: Counter[str] = Counter()
     rewarded_rounds: list[int] = []
-    tester = harness.w3.provider.ethereum_tester
 
     class Protocol(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            self.snapshot = tester.take_snapshot()
+            self.snapshot = take_snapshot(harness.chain)
             harness.opened.clear()  # task ids repeat from one example to the next
             harness.revealed_ballots.clear()
             self.tasks: list[int] = []
@@ -112,8 +111,7 @@ def test_funds_are_conserved_whatever_anyone_does(harness, owner):
             for task_id in self.tasks:
                 self.read(task_id)
             self.funds_conserved()
-            tester.revert_to_snapshot(self.snapshot)
-            harness.chain.forget_nonces()
+            revert_to_snapshot(harness.chain, self.snapshot)
 
         # ------------------------------------------------------------ the one rule
 

@@ -1,5 +1,5 @@
 """Adversarial review of the 256-edge change (tally parts of 32 updates, settlement batches of 64
-edges) at its smallest boundaries on the embedded chain.
+edges) at its smallest boundaries on a local anvil.
 
 One round is built once per module: 65 registered edges (two finalize batches), 34 revealed
 updates (two tally parts, fewer reveals than edges), three heavy scorers, one of them scoring
