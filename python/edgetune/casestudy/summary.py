@@ -266,12 +266,20 @@ def _reward_table(runs: list[CaseStudyResults]) -> str:
 
 def _rank_correlation(run: CaseStudyResults) -> float | None:
     pairs = [(h.loo_value, h.reward_wei) for h in run.hospitals]
-    if any(v is None or r is None for v, r in pairs) or len(pairs) < 3:
+    if any(v is None or r is None for v, r in pairs):
         return None
-    values, rewards = (_ranks([p[k] for p in pairs]) for k in (0, 1))
-    if values.std() == 0 or rewards.std() == 0:
+    return spearman([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+def spearman(xs: list, ys: list) -> float | None:
+    """Spearman's rank correlation of two equally long lists; None below 3 points or when
+    either list is constant."""
+    if len(xs) < 3:
         return None
-    return float(np.corrcoef(values, rewards)[0, 1])
+    x_ranks, y_ranks = _ranks(xs), _ranks(ys)
+    if x_ranks.std() == 0 or y_ranks.std() == 0:
+        return None
+    return float(np.corrcoef(x_ranks, y_ranks)[0, 1])
 
 
 def _ranks(xs: list) -> np.ndarray:
