@@ -1,4 +1,5 @@
-"""Drives EdgeTune v2 rounds on a local anvil (or the embedded chain) for the contract tests (scripted edges).
+"""Drives EdgeTune v2 rounds on a local anvil (or the embedded chain) for the contract tests
+(scripted edges).
 
 A round is: every edge commits and reveals an update; every edge commits and reveals a score
 ballot; someone tallies; every edge commits and reveals an attestation; someone finalizes.
