@@ -16,11 +16,10 @@ from dataclasses import replace
 import pytest
 
 from edgetune.agent.federation import FederationConfig
-from edgetune.chain.connect import Chain, connect
-from edgetune.chain.nodes import AnvilNode
+from edgetune.chain.connect import Chain
 from edgetune.learning import TrainConfig
 
-from ..ports import free_port
+from ..anvil import local_anvil
 from .federations import Chronicle, run_federation
 
 HONEST, TWIN, OTHER, LAZY, COPIER, FREE_RIDER = range(6)
@@ -40,9 +39,8 @@ MIXED = FederationConfig(
 def mixed_chain(tmp_path_factory) -> Iterator[Chain]:
     """The anvil node the shared federation runs on, kept up for the session: the tests read
     its events after the run."""
-    state = tmp_path_factory.mktemp("mixed-anvil") / "anvil-state.json"
-    with AnvilNode(port=free_port(), state_file=state) as node:
-        yield connect("anvil", url=node.url)
+    with local_anvil(tmp_path_factory.mktemp("mixed-anvil")) as chain:
+        yield chain
 
 
 @pytest.fixture(scope="session")

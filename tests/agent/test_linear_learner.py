@@ -3,18 +3,15 @@
 from hashlib import sha256
 
 from edgetune.agent.simulated import SimulatedConfig, run_simulated
-from edgetune.chain.connect import connect
-from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.types import Phase
 from edgetune.learning import adapter_from_bytes, aggregate
 
-from ..ports import free_port
+from ..anvil import local_anvil
 
 
 def test_a_linear_federation_on_anvil_learns_and_scores_every_update(tmp_path):
     config = SimulatedConfig(edges=4, rounds=2, workdir=tmp_path / "simulated")
-    with AnvilNode(port=free_port(), state_file=tmp_path / "anvil-state.json") as node:
-        chain = connect("anvil", url=f"http://127.0.0.1:{node.port}")
+    with local_anvil(tmp_path) as chain:
         ended: list[int] = []
         result = run_simulated(config, chain, log=lambda _line: None, on_round=ended.append)
         status = result.owner.status(result.task.task_id)

@@ -6,9 +6,7 @@ import hashlib
 import pytest
 
 from edgetune.agent.simulated import SimulatedConfig, run_simulated
-from edgetune.chain.connect import connect
 from edgetune.chain.history import load_history
-from edgetune.chain.nodes import AnvilNode
 from edgetune.learning import (
     AdapterSpec,
     InvalidConfig,
@@ -19,7 +17,7 @@ from edgetune.learning import (
 )
 from edgetune.storage import fetch_verified
 
-from ..ports import free_port
+from ..anvil import local_anvil
 
 BETA = 0.5
 
@@ -29,8 +27,7 @@ def test_every_global_is_the_momentum_aggregate_replayed_from_chain_events(tmp_p
         edges=2, rounds=3, workdir=tmp_path / "sim", server_momentum=BETA, test_per_class=10
     )
     # anvil: a round of py-evm transactions took 5 s, anvil's take milliseconds
-    with AnvilNode(port=free_port(), state_file=tmp_path / "anvil-state.json") as node:
-        chain = connect("anvil", url=f"http://127.0.0.1:{node.port}")
+    with local_anvil(tmp_path) as chain:
         result = run_simulated(config, chain, log=lambda _line: None)
         _check_replay(result)
 

@@ -11,11 +11,9 @@ from edgetune.casestudy.report import FIGURES
 from edgetune.casestudy.results import ETHER, CaseStudyResults
 from edgetune.casestudy.settings import CaseStudySettings
 from edgetune.casestudy.summary import SUMMARY_FIGURES
-from edgetune.chain.connect import connect
-from edgetune.chain.nodes import AnvilNode
 
 from ..agent.federations import Chronicle, expected_rewards, expected_tally
-from ..ports import free_port
+from ..anvil import local_anvil
 
 pytestmark = pytest.mark.anvil
 
@@ -43,7 +41,7 @@ def case_studies(tmp_path_factory) -> Iterator[tuple[Path, list[CaseStudyResults
     root = Path(tmp_path_factory.mktemp("case-study"))
     # A node kept up past the run, so the tests can read its events (on the embedded chain
     # the round's py-evm transactions were 20 of the fixture's 35 s).
-    with AnvilNode(port=free_port(), state_file=root / "anvil-state.json") as node:
+    with local_anvil(root) as chain:
         yield run_case_studies(
             TOY,
             [3],
@@ -51,7 +49,7 @@ def case_studies(tmp_path_factory) -> Iterator[tuple[Path, list[CaseStudyResults
             root / "work",
             root / "models",
             log=lambda _: None,
-            chain=connect("anvil", url=node.url),
+            chain=chain,
         )
 
 

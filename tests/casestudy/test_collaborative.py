@@ -11,9 +11,8 @@ import pytest
 from edgetune.casestudy.arms import SHORT_ANSWERS, to_cases
 from edgetune.casestudy.collaborative import HospitalData, collaborative_plan, run_collaborative
 from edgetune.casestudy.hospitals import balanced_test_set, make_hospitals
-from edgetune.chain.connect import Chain, connect
+from edgetune.chain.connect import Chain
 from edgetune.chain.history import load_history
-from edgetune.chain.nodes import AnvilNode
 from edgetune.learning import TrainConfig
 from edgetune.learning.vision.encode import VisionSample
 from edgetune.learning.vision.evaluate import evaluate_vlm
@@ -26,7 +25,7 @@ from edgetune.learning.vision.model import (
     vlm_hash,
 )
 
-from ..ports import free_port
+from ..anvil import local_anvil
 
 pytestmark = pytest.mark.anvil
 
@@ -39,8 +38,8 @@ def short(cases) -> list[VisionSample]:
 def collaboration(tmp_path_factory):
     workdir = Path(tmp_path_factory.mktemp("case-study"))
     # anvil, kept up for the module's tests: py-evm took most of the fixture's 12 s
-    with AnvilNode(port=free_port(), state_file=workdir / "anvil-state.json") as node:
-        yield _collaborate(workdir, connect("anvil", url=node.url))
+    with local_anvil(workdir) as chain:
+        yield _collaborate(workdir, chain)
 
 
 def _collaborate(workdir: Path, chain: Chain):

@@ -14,15 +14,14 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from edgetune.chain.client import EdgeTuneClient
-from edgetune.chain.connect import Chain, connect, send
+from edgetune.chain.connect import Chain, send
 from edgetune.chain.deploy import deploy
 from edgetune.chain.errors import TransactionReverted
-from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.transport import GAS_HEADROOM, gas_limit
 from edgetune.chain.types import Phase, update_payload
 
+from ..anvil import local_anvil
 from ..contracts.rounds import ETHER, TaskHarness, h, update_of
-from ..ports import free_port
 
 pytestmark = pytest.mark.anvil
 
@@ -31,9 +30,7 @@ EDGES = 4
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Chain, EdgeTuneClient]]:
-    state = tmp_path_factory.mktemp("anvil") / "state.json"
-    with AnvilNode(port=free_port(), state_file=state) as node:
-        chain = connect("anvil", url=node.url)
+    with local_anvil(tmp_path_factory.mktemp("anvil")) as chain:
         owner, _ = deploy(chain, chain.accounts[0])
         yield chain, owner
 

@@ -4,25 +4,21 @@ the same tests took about twice as long; test_anvil_round and the agent tests sh
 behaves alike on both.)"""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from web3 import Web3
 
 from edgetune.chain.client import EdgeTuneClient
-from edgetune.chain.connect import Chain, connect
+from edgetune.chain.connect import Chain
 from edgetune.chain.deploy import deploy
-from edgetune.chain.nodes import AnvilNode
 
-from ..ports import free_port
+from ..anvil import local_anvil
 from .rounds import TaskHarness, revert_to_snapshot, take_snapshot
 
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory) -> Iterator[tuple[Chain, EdgeTuneClient]]:
-    state = Path(tmp_path_factory.mktemp("anvil")) / "anvil-state.json"
-    with AnvilNode(port=free_port(), state_file=state) as node:
-        chain = connect("anvil", url=node.url)
+    with local_anvil(tmp_path_factory.mktemp("anvil")) as chain:
         client, _ = deploy(chain, chain.accounts[0])
         yield chain, client
 

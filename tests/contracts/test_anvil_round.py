@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from edgetune.chain.connect import Chain, connect
+from edgetune.chain.connect import Chain
 from edgetune.chain.deploy import deploy
-from edgetune.chain.nodes import AnvilNode
 from edgetune.chain.types import Phase
 
-from ..ports import free_port
+from ..anvil import local_anvil
 from .rounds import (
     AGGREGATE,
     ETHER,
@@ -38,8 +37,8 @@ SCORES = [
 
 @pytest.fixture
 def anvil_chain(tmp_path: Path) -> Iterator[Chain]:
-    with AnvilNode(port=free_port(), state_file=tmp_path / "anvil-state.json") as node:
-        yield connect("anvil", url=node.url)
+    with local_anvil(tmp_path) as chain:
+        yield chain
 
 
 def test_full_round_on_anvil_pays_the_reference_rules_and_conserves_funds(anvil_chain: Chain):
